@@ -1,0 +1,3 @@
+from catalysts.cli import main
+
+main()

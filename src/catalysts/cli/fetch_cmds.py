@@ -1,0 +1,1 @@
+"""Fetching commands: fetch, feeds."""

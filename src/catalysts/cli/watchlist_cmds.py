@@ -1,0 +1,1 @@
+"""Watchlist commands: init, validate, schema, match."""

@@ -1,0 +1,50 @@
+"""Untrusted text made plain: HTML removed, entities decoded, controls dropped.
+
+Feed titles and summaries arrive as HTML-ish strings from strangers. Everything we store,
+match or show goes through `html_to_text` first, so no later layer has to remember to.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+# Elements whose content is never readable text.
+_DROP_BLOCKS = re.compile(
+    r"<(script|style|template|noscript|svg|math|iframe|object)\b[^>]*>.*?</\1\s*>",
+    re.IGNORECASE | re.DOTALL,
+)
+_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
+_CDATA = re.compile(r"<!\[CDATA\[(.*?)(?:\]\]>|$)", re.DOTALL)
+# Block-level tags become a space so that "<p>a</p><p>b</p>" does not read "ab".
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>|<![^<>]*>|<\?[^<>]*>")
+_WS = re.compile(r"\s+")
+# C0/C1 controls, DEL, bidi overrides/isolates, zero-width and BOM characters: never text.
+_CONTROLS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
+)
+
+
+def strip_controls(text: str) -> str:
+    """Remove control, bidi-override and zero-width characters (keeps tab and newlines)."""
+    return _CONTROLS.sub("", text)
+
+
+def html_to_text(value: str | None) -> str:
+    """Plain, single-line text from an HTML fragment or plain string.
+
+    Tags are removed, entities decoded (once, after tag removal, so an escaped `&lt;b&gt;`
+    stays visible as `<b>`), controls dropped and whitespace collapsed.
+    """
+    if not value:
+        return ""
+    text = value
+    if "<" in text:
+        text = _CDATA.sub(r"\1", text)
+        text = _COMMENT.sub(" ", text)
+        text = _DROP_BLOCKS.sub(" ", text)
+        text = _TAG.sub(" ", text)
+    if "&" in text:
+        text = html.unescape(text)
+    text = strip_controls(text)
+    return _WS.sub(" ", text).strip()
