@@ -16,7 +16,13 @@ _DROP_BLOCKS = re.compile(
 )
 _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
 _CDATA = re.compile(r"<!\[CDATA\[(.*?)(?:\]\]>|$)", re.DOTALL)
-# Block-level tags become a space so that "<p>a</p><p>b</p>" does not read "ab".
+# Inline tags vanish ("First <em>para</em>." reads "First para."); every other tag becomes a
+# space so that "<p>a</p><p>b</p>" does not read "ab".
+_INLINE_TAG = re.compile(
+    r"</?(?:a|abbr|b|bdi|cite|code|data|del|dfn|em|font|i|ins|kbd|mark|q|s|samp|small|span"
+    r"|strike|strong|sub|sup|time|tt|u|var)\b[^<>]*>",
+    re.IGNORECASE,
+)
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>|<![^<>]*>|<\?[^<>]*>")
 _WS = re.compile(r"\s+")
 # C0/C1 controls, DEL, bidi overrides/isolates, zero-width and BOM characters: never text.
@@ -43,6 +49,7 @@ def html_to_text(value: str | None) -> str:
         text = _CDATA.sub(r"\1", text)
         text = _COMMENT.sub(" ", text)
         text = _DROP_BLOCKS.sub(" ", text)
+        text = _INLINE_TAG.sub("", text)
         text = _TAG.sub(" ", text)
     if "&" in text:
         text = html.unescape(text)

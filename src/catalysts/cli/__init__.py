@@ -51,5 +51,6 @@ def main(argv: list[str] | None = None) -> None:
 def _error(message: str) -> None:
     # Multi-problem errors (a watchlist) keep one located line per problem.
     for line in message.splitlines() or [""]:
-        print(f"catalysts: {line}" if not line.startswith(("catalysts:",)) else line,
-              file=sys.stderr)
+        print(
+            f"catalysts: {line}" if not line.startswith(("catalysts:",)) else line, file=sys.stderr
+        )

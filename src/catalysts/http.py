@@ -1,0 +1,773 @@
+"""Every network byte: fetch many feeds at once, politely, and never let one feed spoil a run.
+
+`fetch_all` takes `Request`s and returns exactly one `Response` per request, in input order.
+A feed that fails becomes a `Response` with `result="error"` and a short human reason; nothing
+raises out of `fetch_all` for one feed. What this module guarantees:
+
+- concurrency: `concurrency` requests in flight, at most `per_host` to one host name (each host
+  has its own small `httpx.AsyncClient`, keeping its connections alive between feeds) and a
+  minimum gap between request starts to one host;
+- timeouts: connect and read timeouts per attempt, and a total budget per feed that starts when
+  its first request is sent (not while it queues behind its host) and covers every attempt,
+  redirect and wait;
+- redirects followed by hand, at most `max_redirects`, and only to http(s) URLs;
+- a size cap enforced while streaming, on the bytes downloaded and on the decoded bytes, with
+  gzip/deflate decoded here in bounded steps, so a gzip bomb stops at the cap;
+- conditional GET from the request's `etag`/`last_modified`; a 304 is `"not-modified"`;
+- `Retry-After` on 429/503 honoured when short, else reported in `retry_after`; retries with
+  exponential backoff and jitter on 5xx, connection errors and timeouts, never on other 4xx;
+- `file://` URLs and plain paths read local files under the same cap.
+
+Async callers await `fetch_all_async`. httpx is imported inside functions so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import os
+import random
+import time
+import zlib
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urljoin, urlsplit
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+ResultKind = Literal["ok", "not-modified", "error"]
+
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/json, "
+    "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
+)
+ACCEPT_ENCODING = "gzip, deflate"
+MB = 1024 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+_CHUNK = 64 * 1024
+_URL_SHOWN = 120  # redirect targets are untrusted and may be huge: show only their start
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One feed to fetch, with the validators stored from its last 200 response."""
+
+    feed_id: str
+    url: str  # http(s) URL, file:// URL or plain path
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The outcome of fetching one feed.
+
+    `etag`/`last_modified` come from the response headers of a 200 only; on a 304 they echo the
+    request's validators (still valid), on an error they are None.
+    """
+
+    feed_id: str
+    url: str  # the final URL after redirects (the request URL for files and early errors)
+    result: ResultKind
+    body: bytes | None = None  # decoded bytes, only when result == "ok"
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    error: str | None = None  # a short human reason, only when result == "error"
+    retry_after: float | None = None  # seconds the server asked us to wait (429/503)
+    status_code: int | None = None  # the last HTTP status seen; None for files and network errors
+    seconds: float = 0.0  # wall time spent on this feed, from its first attempt
+
+    @property
+    def ok(self) -> bool:
+        return self.result == "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOptions:
+    """Limits and politeness. Times are seconds; sizes are bytes."""
+
+    concurrency: int = 16  # requests in flight across all hosts
+    per_host: int = 4  # requests in flight to one host name
+    host_gap: float = 0.1  # minimum gap between request starts to one host (SEC asks <= 10/s)
+    connect_timeout: float = 10.0
+    read_timeout: float = 20.0  # longest silence while waiting for bytes
+    total_timeout: float = 60.0  # one feed, every attempt, redirect and wait included
+    max_redirects: int = 5
+    max_bytes: int = 20 * MB  # both downloaded and decoded
+    retries: int = 2  # extra attempts after the first, on 5xx, connection errors and timeouts
+    backoff: float = 0.5  # first retry waits about this long, doubling each time, with jitter
+    backoff_max: float = 8.0
+    retry_after_max: float = 5.0  # wait for a Retry-After up to this long; longer is reported
+
+
+def default_user_agent() -> str:
+    """The User-Agent used when neither the environment nor the watchlist sets one."""
+    from catalysts import __version__
+
+    return f"catalysts/{__version__} (+https://github.com/catalysts)"
+
+
+def resolve_user_agent(settings_user_agent: str | None) -> str:
+    """Env `CATALYSTS_USER_AGENT`, else the watchlist's `settings.user_agent`, else the default.
+
+    Some sources (SEC EDGAR) refuse requests whose User-Agent carries no contact, so users must
+    be able to set it per watchlist and per environment.
+    """
+    for candidate in (os.environ.get("CATALYSTS_USER_AGENT"), settings_user_agent):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    return default_user_agent()
+
+
+def fetch_all(
+    requests: Sequence[Request],
+    *,
+    user_agent: str,
+    options: HttpOptions | None = None,
+    on_response: Callable[[Response], None] | None = None,
+) -> list[Response]:
+    """Fetch every request concurrently; one `Response` per request, in input order.
+
+    Never raises because of one feed. `on_response` is called on the event loop's thread as each
+    feed completes (keep it quick: a slow callback stalls the downloads); an exception it raises
+    propagates. Works from a thread without a running event loop; called from inside a running
+    loop, it runs its own loop in a worker thread (async code should await `fetch_all_async`).
+    """
+    import concurrent.futures
+
+    coro_args = (requests, user_agent, options, on_response)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(fetch_all_async(*coro_args))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(fetch_all_async(*coro_args))).result()
+
+
+async def fetch_all_async(
+    requests: Sequence[Request],
+    user_agent: str,
+    options: HttpOptions | None = None,
+    on_response: Callable[[Response], None] | None = None,
+) -> list[Response]:
+    """The coroutine behind `fetch_all`, for callers that already run an event loop."""
+    opts = options or HttpOptions()
+    fetcher = _Fetcher(opts, user_agent, [r.url for r in requests])
+    try:
+
+        async def one(request: Request) -> Response:
+            response = await fetcher.fetch(request)
+            if on_response is not None:
+                on_response(response)
+            return response
+
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+    finally:
+        await fetcher.close()
+
+
+class _Failure(Exception):
+    """A per-feed failure with its human reason, raised inside an attempt and caught per feed."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retryable: bool = False,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        url: str | None = None,
+        final: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.final = final  # the budget is spent: no retry whatever the cause
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.url = url
+
+
+class _Budget:
+    """A feed's total time budget, started when its first request is sent."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started: float | None = None
+
+    def start(self) -> None:
+        if self.started is None:
+            self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
+    def remaining(self) -> float:
+        return self.seconds - self.elapsed()
+
+
+class _Fetcher:
+    """Shared state of one `fetch_all` run: the client, the limits and each host's clock."""
+
+    def __init__(self, options: HttpOptions, user_agent: str, urls: Sequence[str]) -> None:
+        import httpx
+
+        self.options = options
+        self.slots = asyncio.Semaphore(max(1, options.concurrency))
+        self.host_slots: dict[str, asyncio.Semaphore] = {}
+        self.host_next_start: dict[str, float] = {}
+        # One small client per host rather than one big pool: httpcore's pool does work
+        # quadratic in its connections on every request, and per host the pool is tiny. A host's
+        # client is closed as soon as no feed of this run needs it, so sockets do not pile up.
+        self.clients: dict[str, httpx.AsyncClient] = {}
+        self.users: Counter[str] = Counter()
+        self.pending = Counter(_host(url) for url in urls)
+        self.timeout = httpx.Timeout(
+            connect=options.connect_timeout,
+            read=options.read_timeout,
+            write=options.read_timeout,
+            pool=None,  # our semaphores bound the pool; waiting for a slot is not a timeout
+        )
+        self.limits = httpx.Limits(
+            max_connections=max(1, options.per_host),
+            max_keepalive_connections=max(1, options.per_host),
+        )
+        self.headers = {
+            "User-Agent": user_agent,
+            "Accept": ACCEPT,
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+        # Loading the CA certificates takes ~0.1 s: once per run, before any request, so that
+        # it delays none of them (a client of its own would load them again).
+        self.ssl_context: ssl.SSLContext | None = None
+        if any(_scheme(url) in ("http", "https") for url in urls):
+            self.ssl_context = httpx.create_ssl_context()
+
+    @contextlib.asynccontextmanager
+    async def client(self, host: str) -> AsyncIterator[httpx.AsyncClient]:
+        """The host's client, created on first use and closed when no feed needs it any more."""
+        import httpx
+
+        client = self.clients.get(host)
+        if client is None:
+            if self.ssl_context is None:
+                self.ssl_context = httpx.create_ssl_context()
+            client = httpx.AsyncClient(
+                headers=self.headers,
+                timeout=self.timeout,
+                limits=self.limits,
+                verify=self.ssl_context,
+                follow_redirects=False,
+            )
+            self.clients[host] = client
+        self.users[host] += 1
+        try:
+            yield client
+        finally:
+            self.users[host] -= 1
+            await self._close_if_unneeded(host)
+
+    async def _close_if_unneeded(self, host: str) -> None:
+        if self.users[host] <= 0 and self.pending[host] <= 0 and host in self.clients:
+            await self.clients.pop(host).aclose()
+
+    async def close(self) -> None:
+        for client in list(self.clients.values()):
+            await client.aclose()
+        self.clients.clear()
+
+    async def fetch(self, request: Request) -> Response:
+        started = time.monotonic()
+        try:
+            scheme = _scheme(request.url)
+            if scheme == "file":
+                response = await self._read_file(request)
+            elif scheme in ("http", "https"):
+                problem = _url_problem(request.url)
+                if problem:
+                    response = _error(request, f"invalid URL {_shorten(request.url)}: {problem}")
+                else:
+                    response = await self._fetch_http(request)
+            else:
+                response = _error(request, f"unsupported URL scheme {_shorten(scheme)}")
+        except Exception as exc:  # a bug must not take the other feeds down with it
+            response = _error(request, f"unexpected error: {type(exc).__name__}: {exc}")
+        if not response.seconds:
+            response = replace(response, seconds=time.monotonic() - started)
+        host = _host(request.url)
+        self.pending[host] -= 1
+        await self._close_if_unneeded(host)
+        return response
+
+    # --- local files ---------------------------------------------------------------------------
+
+    async def _read_file(self, request: Request) -> Response:
+        import mimetypes
+
+        started = time.monotonic()
+        path = _local_path(request.url)
+        try:
+            data = await asyncio.to_thread(_read_capped, path, self.options.max_bytes)
+        except _Failure as failure:
+            return _error(request, failure.reason, seconds=time.monotonic() - started)
+        if not data:
+            return _error(request, "empty file", seconds=time.monotonic() - started)
+        return Response(
+            feed_id=request.feed_id,
+            url=request.url,
+            result="ok",
+            body=data,
+            content_type=mimetypes.guess_type(path.name)[0],
+            seconds=time.monotonic() - started,
+        )
+
+    # --- HTTP ----------------------------------------------------------------------------------
+
+    async def _fetch_http(self, request: Request) -> Response:
+        budget = _Budget(self.options.total_timeout)
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(request, budget)
+            except _Failure as failure:
+                wait = self._retry_wait(failure, attempt, budget)
+                if wait is None:
+                    reason = failure.reason
+                    if attempt and failure.retryable:
+                        reason += f" (after {attempt + 1} attempts)"
+                    return _error(
+                        request,
+                        reason,
+                        url=failure.url,
+                        status_code=failure.status_code,
+                        retry_after=failure.retry_after,
+                        seconds=budget.elapsed(),
+                    )
+            attempt += 1
+            await asyncio.sleep(wait)
+
+    def _retry_wait(self, failure: _Failure, attempt: int, budget: _Budget) -> float | None:
+        """Seconds to wait before retrying, or None to give up with this failure."""
+        opts = self.options
+        if attempt >= opts.retries or failure.final:
+            return None
+        if failure.retry_after is not None:
+            if failure.retry_after > opts.retry_after_max:
+                return None
+            wait = failure.retry_after
+        elif failure.retryable:
+            # Jitter spreads the retries of many feeds that failed together (one host down).
+            wait = min(opts.backoff * 2**attempt, opts.backoff_max) * random.uniform(0.5, 1.5)
+        else:
+            return None
+        if wait >= budget.remaining():
+            return None
+        return wait
+
+    async def _attempt(self, request: Request, budget: _Budget) -> Response:
+        """One attempt: follow redirects by hand, holding a slot for each hop's host."""
+        opts = self.options
+        url = request.url
+        headers: dict[str, str] = {}
+        if request.etag:
+            headers["If-None-Match"] = request.etag
+        if request.last_modified:
+            headers["If-Modified-Since"] = request.last_modified
+        for hops in range(opts.max_redirects + 2):
+            if hops > opts.max_redirects:
+                raise _Failure(f"too many redirects ({hops})", url=url)
+            location, response = await self._get(request, url, headers, budget)
+            if response is not None:
+                return response
+            target = urljoin(url, location)
+            if _scheme(target) not in ("http", "https"):
+                raise _Failure(f"redirect to non-http URL {_shorten(target)}", url=url)
+            problem = _url_problem(target)
+            if problem:
+                raise _Failure(f"redirect to invalid URL {_shorten(target)}: {problem}", url=url)
+            url = target
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get(
+        self, request: Request, url: str, headers: dict[str, str], budget: _Budget
+    ) -> tuple[str, None] | tuple[None, Response]:
+        """GET one URL: a redirect's Location, or the feed's final Response."""
+        host = _host(url)
+        host_slots = self.host_slots.setdefault(
+            host, asyncio.Semaphore(max(1, self.options.per_host))
+        )
+        # Take the host's slot before a global one, so feeds queued behind a busy host never
+        # hold global slots that other hosts could use.
+        async with host_slots:
+            await self._host_gap(host)
+            async with self.slots:
+                # The total budget starts with the first request sent, not while queued behind
+                # other feeds of the same host, and then covers every hop, retry and wait.
+                budget.start()
+                timed_out = _Failure(
+                    f"timed out after {_secs(self.options.total_timeout)} (total)",
+                    final=True,
+                    url=url,
+                )
+                if budget.remaining() <= 0:
+                    raise timed_out
+                try:
+                    return await asyncio.wait_for(
+                        self._send(request, url, headers, budget), budget.remaining()
+                    )
+                except asyncio.TimeoutError:
+                    raise timed_out from None
+
+    async def _send(
+        self, request: Request, url: str, headers: dict[str, str], budget: _Budget
+    ) -> tuple[str, None] | tuple[None, Response]:
+        import httpx
+
+        try:
+            async with (
+                self.client(_host(url)) as client,
+                client.stream("GET", url, headers=headers) as response,
+            ):
+                return await self._handle(request, url, response, budget)
+        except httpx.TimeoutException as exc:
+            raise _Failure(self._timeout_reason(exc), retryable=True, url=url) from exc
+        except httpx.RemoteProtocolError as exc:
+            raise _Failure(_protocol_reason(exc), retryable=True, url=url) from exc
+        except httpx.TransportError as exc:
+            raise _Failure(_connect_reason(exc, url), retryable=True, url=url) from exc
+        except httpx.InvalidURL as exc:
+            raise _Failure(f"invalid URL: {_shorten(str(exc))}", url=url) from exc
+        except _Failure as failure:
+            failure.url = failure.url or url
+            raise
+
+    async def _host_gap(self, host: str) -> None:
+        """Wait until this host's next start slot, reserving the one after it."""
+        gap = self.options.host_gap
+        if gap <= 0:
+            return
+        now = time.monotonic()
+        start = max(now, self.host_next_start.get(host, now))
+        self.host_next_start[host] = start + gap
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    def _timeout_reason(self, exc: httpx.TimeoutException) -> str:
+        import httpx
+
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"timed out after {_secs(self.options.connect_timeout)} (connect)"
+        if isinstance(exc, httpx.PoolTimeout):  # pragma: no cover - pool=None never times out
+            return "timed out waiting for a connection"
+        return f"timed out after {_secs(self.options.read_timeout)} (read)"
+
+    async def _handle(
+        self, request: Request, url: str, response: httpx.Response, budget: _Budget
+    ) -> tuple[str, None] | tuple[None, Response]:
+        status = response.status_code
+        if status in _REDIRECTS:
+            location = response.headers.get("location")
+            if not location:
+                raise _Failure(f"HTTP {status} redirect without a Location", status_code=status)
+            return location, None
+        if status == 304:
+            return None, Response(
+                feed_id=request.feed_id,
+                url=url,
+                result="not-modified",
+                etag=request.etag,
+                last_modified=request.last_modified,
+                status_code=status,
+                seconds=budget.elapsed(),
+            )
+        if not 200 <= status < 300:
+            reason = f"HTTP {status} {_phrase(status)}".rstrip()
+            retry_after = None
+            if status in _RETRY_AFTER_STATUSES:
+                retry_after = _parse_retry_after(response.headers.get("retry-after"))
+                if retry_after is not None:
+                    reason += f" (retry after {_secs(retry_after)})"
+            raise _Failure(
+                reason,
+                retryable=status >= 500,
+                status_code=status,
+                retry_after=retry_after,
+                url=url,
+            )
+        body = await self._read_body(response)
+        if not body:
+            raise _Failure("empty response body", status_code=status, url=url)
+        ok_200 = status == 200
+        return None, Response(
+            feed_id=request.feed_id,
+            url=url,
+            result="ok",
+            body=body,
+            content_type=response.headers.get("content-type"),
+            etag=response.headers.get("etag") if ok_200 else None,
+            last_modified=response.headers.get("last-modified") if ok_200 else None,
+            status_code=status,
+            seconds=budget.elapsed(),
+        )
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        """Stream the raw body, decoding it here so both sizes are capped as bytes arrive."""
+        cap = self.options.max_bytes
+        too_big = _Failure(f"response larger than {_size(cap)}", status_code=response.status_code)
+        declared = response.headers.get("content-length", "")
+        if declared.strip().isdigit() and int(declared) > cap:
+            raise too_big  # the server told us: no need to download anything
+        decoder = _Decoder(response.headers.get("content-encoding", ""), cap)
+        raw = 0
+        out = bytearray()
+        async for chunk in response.aiter_raw(_CHUNK):
+            raw += len(chunk)
+            if raw > cap:
+                raise too_big
+            decoder.feed(chunk, out)
+            if len(out) > cap:
+                raise too_big
+        decoder.finish(out)
+        if len(out) > cap:
+            raise too_big
+        return bytes(out)
+
+
+class _Decoder:
+    """gzip/deflate decoded in small steps into the caller's buffer, stopping just past the cap."""
+
+    def __init__(self, content_encoding: str, cap: int) -> None:
+        self.cap = cap
+        encodings = [e.strip().lower() for e in content_encoding.split(",") if e.strip()]
+        encodings = [e for e in encodings if e != "identity"]
+        for encoding in encodings:
+            if encoding not in ("gzip", "x-gzip", "deflate"):
+                raise _Failure(f"unsupported content encoding {_shorten(encoding)}")
+        if len(encodings) > 1:
+            raise _Failure(f"unsupported content encoding {_shorten(content_encoding)}")
+        self.encoding = encodings[0] if encodings else None
+        self.name = "deflate" if self.encoding == "deflate" else "gzip"
+        self.started = False
+        self.raw_deflate = False
+        self.obj: zlib._Decompress | None = None
+        if self.encoding:
+            self.obj = self._new()
+
+    def _new(self) -> zlib._Decompress:
+        if self.encoding == "deflate":
+            # "deflate" is zlib-wrapped per the RFC, yet some servers send raw deflate.
+            return zlib.decompressobj(-zlib.MAX_WBITS if self.raw_deflate else zlib.MAX_WBITS)
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes, sink: bytearray) -> None:
+        """Decode `data` into `sink`, stopping once `sink` holds more than `cap` bytes."""
+        if self.obj is None:
+            sink += data
+            return
+        try:
+            # Like httpx, ignore anything after the end of the compressed stream. Inflate in
+            # small steps: a few KB of a bomb can expand to many MB in a single call.
+            while data and not self.obj.eof and len(sink) <= self.cap:
+                step = min(_CHUNK * 4, self.cap + 1 - len(sink))
+                sink += self.obj.decompress(data, step)
+                self.started = True
+                data = self.obj.unconsumed_tail
+        except zlib.error as exc:
+            if self.encoding == "deflate" and not self.raw_deflate and not self.started:
+                self.raw_deflate = True
+                self.obj = self._new()
+                self.feed(data, sink)
+                return
+            raise _Failure(f"invalid {self.name} data") from exc
+
+    def finish(self, sink: bytearray) -> None:
+        if self.obj is None or not self.started:
+            return  # an empty body is reported as empty, not as broken compression
+        try:
+            sink += self.obj.flush(max(1, self.cap + 1 - len(sink)))
+        except zlib.error as exc:  # pragma: no cover - flush rarely raises
+            raise _Failure(f"invalid {self.name} data") from exc
+        if not self.obj.eof:
+            raise _Failure(f"invalid {self.name} data (truncated)")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _error(
+    request: Request,
+    reason: str,
+    *,
+    url: str | None = None,
+    status_code: int | None = None,
+    retry_after: float | None = None,
+    seconds: float = 0.0,
+) -> Response:
+    return Response(
+        feed_id=request.feed_id,
+        url=url or request.url,
+        result="error",
+        error=reason,
+        status_code=status_code,
+        retry_after=retry_after,
+        seconds=seconds,
+    )
+
+
+def _scheme(url: str) -> str:
+    """'http', 'https', 'file' (file:// URLs and plain paths) or another scheme as written."""
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # e.g. a broken IPv6 host; the scheme is still what precedes "://"
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if not scheme or len(scheme) == 1:  # a plain path, or a Windows drive letter
+        return "file"
+    return scheme
+
+
+def _host(url: str) -> str:
+    """The key of the per-host limits: the host name, lower case ("" when there is none)."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _url_problem(url: str) -> str | None:
+    """Why an http(s) URL cannot be requested, or None; checked before httpx sees it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError as exc:
+        return str(exc) or "malformed"
+    if not parts.hostname:
+        return "no host"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "contains spaces or control characters"
+    return None
+
+
+def _local_path(url: str) -> Path:
+    from urllib.request import url2pathname  # urllib.request is slow to import
+
+    if url.lower().startswith("file:"):
+        parts = urlsplit(url)
+        return Path(url2pathname(parts.path))
+    return Path(url).expanduser()
+
+
+def _read_capped(path: Path, cap: int) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(cap + 1)
+    except FileNotFoundError:
+        raise _Failure(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise _Failure(f"is a directory: {path}") from None
+    except PermissionError:
+        raise _Failure(f"permission denied: {path}") from None
+    except OSError as exc:
+        raise _Failure(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > cap:
+        raise _Failure(f"file larger than {_size(cap)}: {path}")
+    return data
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    import email.utils
+
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _phrase(status: int) -> str:
+    # The standard phrase, not the server's: the reason line is untrusted and may be anything.
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _connect_reason(exc: BaseException, url: str) -> str:
+    import socket
+    import ssl
+
+    causes = list(_causes(exc))
+    host = _shorten(urlsplit(url).hostname or url)
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return "connection refused"
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return f"cannot resolve host {host}"
+    if any(isinstance(c, ssl.SSLError) for c in causes):
+        return f"TLS error with {host}: {_shorten(str(exc))}"
+    if any(isinstance(c, ConnectionResetError) for c in causes):
+        return "connection reset"
+    text = " ".join(str(c) for c in causes).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "name resolution" in text:
+        return f"cannot resolve host {host}"
+    return f"connection failed: {_shorten(str(exc)) or type(exc).__name__}"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, its causes and, for exception groups, their members (anyio raises those)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(getattr(current, "exceptions", ()))
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                stack.append(linked)
+
+
+def _protocol_reason(exc: Exception) -> str:
+    text = str(exc)
+    if "peer closed connection" in text or "incomplete" in text.lower():
+        return "connection closed before the body was complete"
+    if "without sending" in text or "Server disconnected" in text:
+        return "server closed the connection without a response"
+    return f"protocol error: {_shorten(text)}"
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:g}s" if seconds < 10 else f"{seconds:.0f}s"
+
+
+def _size(n: int) -> str:
+    if n >= MB and n % MB == 0:
+        return f"{n // MB} MB"
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n // 1024} KB"
+    return f"{n} bytes"
+
+
+def _shorten(text: str) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= _URL_SHOWN else text[: _URL_SHOWN - 3] + "..."

@@ -1,0 +1,575 @@
+"""`fetch`: feeds -> http -> feedparse -> rules -> store, one result per feed.
+
+The glue between the modules that do the work. A run selects the feeds, skips those in
+backoff, asks `http.fetch_all` for every body at once (with the stored ETag /
+Last-Modified), and while the network is still busy parses, matches and stores each
+response as it arrives, in one store transaction per feed. Parsing and matching are CPU
+work, so with enough feeds and CPUs they run in forked worker processes; the store is
+written from the calling thread only. Whatever goes wrong with one feed becomes a
+`FetchReport` with result "error" and a reason a person understands; it never stops the
+others.
+
+`sync_matches` keeps stored matches in step with the watchlist: a rule whose hash changed
+is re-matched over the stored history, so editing a rule needs no refetch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from catalysts.errors import CatalystsError
+from catalysts.models import (
+    Entry,
+    FeedHealth,
+    FeedSpec,
+    FetchReport,
+    RuleMatch,
+    RuleName,
+    Watchlist,
+)
+
+if TYPE_CHECKING:
+    from catalysts.http import HttpOptions, Request, Response
+    from catalysts.store import Store
+
+# Backoff after consecutive failures: base * 2**(failures - 1), capped so that a feed that
+# comes back is noticed within a few hours. A feed is never disabled.
+BACKOFF_BASE = timedelta(minutes=15)
+BACKOFF_CAP = timedelta(hours=6)
+# A server's Retry-After is honoured up to this much; beyond it we assume a misconfiguration.
+RETRY_AFTER_CAP = timedelta(days=1)
+# Reasons are stored and shown; a hostile server must not fill the table with its text.
+MAX_REASON = 300
+
+RuleKey = tuple[str, RuleName]
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """The compiled rules of every item, with what is needed to scope their matches."""
+
+    ruleset: Any  # catalysts.rules.RuleSet
+    hashes: dict[RuleKey, str]
+    feeds_of: dict[str, frozenset[str]]  # item id -> feed ids whose entries it may match
+    spec: tuple[Any, ...] = ()  # what a worker process needs to compile the same rules
+
+
+def select_feeds(watchlist: Watchlist, only: Sequence[str] = ()) -> list[FeedSpec]:
+    """The feeds named in `only` (feed ids or tags), in watchlist order; all when empty.
+
+    Raises `CatalystsError` (exit 1) naming the unknown selectors and the valid ids.
+    """
+    if not only:
+        return list(watchlist.feeds)
+    ids = {f.id for f in watchlist.feeds}
+    tags = {t for f in watchlist.feeds for t in f.tags}
+    unknown = [s for s in only if s not in ids and s not in tags]
+    if unknown:
+        valid = ", ".join(f.id for f in watchlist.feeds) or "(none)"
+        names = ", ".join(repr(u) for u in unknown)
+        raise CatalystsError(
+            f"{watchlist.path}: --only {names}: no feed has that id or tag (feed ids: {valid})"
+        )
+    wanted = set(only)
+    return [f for f in watchlist.feeds if f.id in wanted or wanted.intersection(f.tags)]
+
+
+def next_retry(
+    now: datetime,
+    failures: int,
+    retry_after: float | None = None,
+    *,
+    base: timedelta = BACKOFF_BASE,
+    cap: timedelta = BACKOFF_CAP,
+) -> datetime:
+    """When a feed that has now failed `failures` times in a row may be fetched again.
+
+    Exponential in the failures and capped; a larger `Retry-After` (seconds) from the
+    server wins, itself capped at a day.
+    """
+    exponent = max(0, failures - 1)
+    # 2**exponent overflows timedelta long before it matters: stop at the cap.
+    delay = cap if exponent >= 32 else min(cap, base * (2**exponent))
+    if retry_after is not None and retry_after > 0:
+        delay = max(delay, min(RETRY_AFTER_CAP, timedelta(seconds=retry_after)))
+    return now + delay
+
+
+def user_agent(watchlist: Watchlist) -> str:
+    """The User-Agent: env `CATALYSTS_USER_AGENT`, else `settings.user_agent`, else the default."""
+    from catalysts import http
+
+    return http.resolve_user_agent(watchlist.settings.user_agent)
+
+
+def rule_hashes(watchlist: Watchlist) -> dict[RuleKey, str]:
+    """The hash every (item, rule)'s stored matches are keyed by.
+
+    `rules.rule_hash` (the rule with aliases expanded), plus, for an item limited to some
+    sources, the feeds it resolves to: narrowing an item's sources must drop its matches
+    from the other feeds, and widening it must match the added feeds' history.
+    """
+    import hashlib
+
+    from catalysts.rules import rule_hash
+
+    scope: dict[str, str] = {}
+    for item in watchlist.items:
+        if item.sources:
+            joined = "\n".join(sorted(item.feeds)).encode()
+            scope[item.id] = "@" + hashlib.sha256(joined).hexdigest()[:16]
+    hashes: dict[RuleKey, str] = {}
+    for item_id, rule, source in _rule_sources(watchlist):
+        hashes[(item_id, rule)] = rule_hash(source, watchlist.aliases) + scope.get(item_id, "")
+    return hashes
+
+
+def fetch_feeds(
+    watchlist: Watchlist,
+    store: Store,
+    *,
+    now: datetime,
+    only: Sequence[str] = (),
+    on_report: Callable[[FetchReport], None] | None = None,
+    http_options: HttpOptions | None = None,
+    force: bool = False,
+) -> list[FetchReport]:
+    """Fetch, parse, match and store the selected feeds; one report per feed, in feed order.
+
+    Feeds in backoff are reported as errors without a request, unless `force` is set or
+    the feed is named by id in `only`. `on_report` is called once per feed as its result
+    is stored (for a progress bar). Never raises for one feed's problem; raises
+    `CatalystsError` for an unknown `--only` selector and `StoreError` for the store.
+    """
+    from catalysts import http
+
+    feeds = select_feeds(watchlist, only)
+    sync_matches(watchlist, store)
+    rules = _compile(watchlist)
+    health = {h.id: h for h in store.feed_health(feeds)}
+    named = set(only)
+
+    reports: dict[str, FetchReport] = {}
+    requests: list[Request] = []
+    for feed in feeds:
+        state = health.get(feed.id)
+        bypass = force or feed.id in named
+        if state is not None and not bypass and _backing_off(state, now):
+            report = FetchReport(
+                id=feed.id,
+                result="error",
+                error=(
+                    f"backing off until {_iso(state.next_retry)} after "
+                    f"{state.consecutive_failures} failure"
+                    f"{'s' if state.consecutive_failures != 1 else ''} (use --force to retry now)"
+                ),
+            )
+            reports[feed.id] = report
+            if on_report:
+                on_report(report)
+            continue
+        etag, last_modified = store.http_state(feed.id)
+        requests.append(
+            http.Request(feed_id=feed.id, url=feed.url, etag=etag, last_modified=last_modified)
+        )
+
+    def report(outcome: FetchReport) -> None:
+        reports[outcome.id] = outcome
+        if on_report:
+            on_report(outcome)
+
+    if requests:
+        _run_pipeline(
+            requests,
+            {f.id: f for f in feeds if f.id not in reports},
+            store,
+            rules,
+            now=now,
+            failures={h.id: h.consecutive_failures for h in health.values()},
+            report=report,
+            user_agent=user_agent(watchlist),
+            options=http_options,
+        )
+    for feed in feeds:  # http promised one response per request; do not trust it blindly
+        if feed.id not in reports:
+            report = FetchReport(id=feed.id, result="error", error="no response (internal error)")
+            reports[feed.id] = report
+            if on_report:
+                on_report(report)
+    return [reports[f.id] for f in feeds]
+
+
+def sync_matches(watchlist: Watchlist, store: Store) -> list[RuleKey]:
+    """Re-match, over the stored history, every (item, rule) whose hash changed.
+
+    Only the stale rules are compiled and run, so editing one item's rule touches only
+    that item's matches. Rules are grouped by the feeds their item may match, and each
+    group reads only those feeds' entries. Returns the (item, rule) pairs re-matched.
+    """
+    hashes = rule_hashes(watchlist)
+    stale = [k for k in (tuple(k) for k in store.stale_rules(hashes)) if k in hashes]
+    if not stale:
+        return []
+    from catalysts.rules import RuleSet
+
+    wanted = set(stale)
+    every = frozenset(f.id for f in watchlist.feeds)
+    feeds_of = _feeds_of(watchlist)
+    groups: dict[frozenset[str], list[tuple[str, RuleName, str]]] = {}
+    for item_id, rule, source in _rule_sources(watchlist):
+        if (item_id, rule) in wanted:
+            scope = feeds_of.get(item_id, every)
+            groups.setdefault(scope, []).append((item_id, rule, source))
+
+    found: dict[RuleKey, list[tuple[int, RuleMatch]]] = {k: [] for k in stale}  # type: ignore[misc]
+    for scope, sources in groups.items():
+        ruleset = RuleSet.compile(sources, watchlist.aliases)
+        for row_id, doc in store.iter_documents(None if scope == every else scope):
+            for match in ruleset.match(doc):
+                key = (match.item, match.rule)
+                if key in found:
+                    found[key].append((row_id, match))
+    for (item_id, rule), matches in found.items():
+        store.replace_matches(item_id, rule, hashes[(item_id, rule)], matches)
+    return list(stale)  # type: ignore[arg-type]
+
+
+# --- one feed ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Analysis:
+    """A feed body parsed and matched: the CPU work, done in this process or a worker."""
+
+    entries: tuple[Entry, ...] = ()
+    matches: dict[str, list[RuleMatch]] | None = None  # entry key -> matches
+    title: str | None = None
+    error: str | None = None  # why the body is not a usable feed
+
+
+def _analyse(
+    body: bytes,
+    url: str,
+    content_type: str | None,
+    now: datetime,
+    feed_id: str,
+    feed_title: str | None,
+    rules: _Rules,
+) -> _Analysis:
+    """Parse and match one body; a parse failure is an `_Analysis` with an error, never raised."""
+    from catalysts.feedparse import ParseError, parse_feed
+
+    try:
+        parsed = parse_feed(body, url=url, content_type=content_type, now=now)
+    except ParseError as exc:
+        return _Analysis(error=_reason(str(exc)))
+    except RecursionError:
+        return _Analysis(error="not a usable feed: nesting too deep")
+    except Exception as exc:  # a parser bug must not cost the other feeds their run
+        return _Analysis(error=_reason(f"could not parse the feed ({type(exc).__name__}: {exc})"))
+    entries = tuple(_unique(parsed.entries))
+    matches = _match(entries, feed_id, parsed.title or feed_title, rules)
+    return _Analysis(entries=entries, matches=matches, title=parsed.title)
+
+
+def _record(
+    feed: FeedSpec,
+    response: Response,
+    analysis: _Analysis | None,
+    store: Store,
+    rules: _Rules,
+    *,
+    now: datetime,
+    failures: int,
+    started: float,
+) -> FetchReport:
+    """Store one feed's outcome (one transaction) and say what happened."""
+    seconds = _secs(response, started)
+    if response.result == "not-modified":
+        store.record_fetch(feed, at=now, result="not-modified")
+        return FetchReport(feed.id, "not-modified", seconds=seconds)
+    error, retry_after = None, None
+    if response.result != "ok" or response.body is None:
+        error, retry_after = _reason(response.error or "no body"), response.retry_after
+    elif analysis is None or analysis.error:
+        error = analysis.error if analysis else "not analysed (internal error)"
+    if error is not None:
+        retry = next_retry(now, failures + 1, retry_after)
+        store.record_fetch(feed, at=now, result="error", error=error, next_retry=retry)
+        return FetchReport(feed.id, "error", error=error, seconds=seconds)
+    assert analysis is not None
+    new = store.record_fetch(
+        feed,
+        at=now,
+        result="new" if analysis.entries else "unchanged",
+        entries=analysis.entries,
+        matches=analysis.matches,
+        rule_hashes=rules.hashes,
+        etag=response.etag,
+        last_modified=response.last_modified,
+        feed_title=analysis.title,
+    )
+    return FetchReport(feed.id, "new" if new else "unchanged", new_entries=new, seconds=seconds)
+
+
+def _match(
+    entries: Sequence[Entry], feed_id: str, feed_title: str | None, rules: _Rules
+) -> dict[str, list[RuleMatch]]:
+    from catalysts.rules import document
+
+    matches: dict[str, list[RuleMatch]] = {}
+    for entry in entries:
+        found = [
+            m
+            for m in rules.ruleset.match(document(entry, feed_id, feed_title))
+            if _in_scope(rules.feeds_of, m.item, feed_id)
+        ]
+        if found:
+            matches[entry.key] = found
+    return matches
+
+
+def _unique(entries: Iterable[Entry]) -> list[Entry]:
+    # A feed that lists one guid twice is one entry; the first occurrence is the feed's
+    # current version (feeds list newest first).
+    seen: dict[str, Entry] = {}
+    for entry in entries:
+        seen.setdefault(entry.key, entry)
+    return list(seen.values())
+
+
+# --- the pipeline: http in a thread, parse + match in worker processes, store here -----------
+
+# Below this many feeds a process pool costs more than it saves.
+POOL_MIN_FEEDS = 8
+POOL_MAX_WORKERS = 8
+_DONE = object()
+_worker_rules: _Rules | None = None  # set in each pool worker by _init_worker
+
+
+def _init_worker(rules_spec: tuple[Any, ...]) -> None:
+    import os
+    import signal
+    import sys
+    import warnings
+
+    # Ctrl-C is the parent's to handle; it shuts the pool down without a traceback per worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The fork may have copied a stdio lock held mid-write by another thread of the parent
+    # (Rich's progress refresh): a worker never writes to the inherited streams.
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
+    warnings.simplefilter("ignore")
+    global _worker_rules
+    _worker_rules = _compile_spec(*rules_spec)
+
+
+def _analyse_in_worker(
+    body: bytes, url: str, content_type: str | None, now: datetime, feed_id: str, title: str | None
+) -> _Analysis:
+    assert _worker_rules is not None
+    return _analyse(body, url, content_type, now, feed_id, title, _worker_rules)
+
+
+def _pool(n_feeds: int, rules_spec: tuple[Any, ...]) -> Any:
+    """A process pool for parse + match, or None when one would not pay off.
+
+    Its workers are forked here, before the http thread starts (forking a process that
+    runs threads can copy a lock one of them holds). A worker that dies (a parser crash)
+    fails the feeds it had, never the run: the executor reports a broken pool.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(POOL_MAX_WORKERS, os.cpu_count() or 1)
+    if workers < 2 or n_feeds < POOL_MIN_FEEDS:
+        return None
+    try:
+        import catalysts.feedparse  # noqa: F401 - imported once here, inherited by the workers
+
+        executor = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_init_worker,
+            initargs=(rules_spec,),
+        )
+        # With fork, the first submit starts every worker: do it now, while single-threaded.
+        executor.submit(int).result()
+    except (OSError, ValueError, RuntimeError):  # no fork or no resources: parse here
+        return None
+    return executor
+
+
+def _outcome(future: Any) -> _Analysis:
+    try:
+        return future.result()
+    except BaseException as exc:  # a dead worker (BrokenProcessPool) or a pickling problem
+        return _Analysis(error=_reason(f"could not parse the feed ({type(exc).__name__})"))
+
+
+def _run_pipeline(
+    requests: Sequence[Request],
+    by_id: Mapping[str, FeedSpec],
+    store: Store,
+    rules: _Rules,
+    *,
+    now: datetime,
+    failures: Mapping[str, int],
+    report: Callable[[FetchReport], None],
+    user_agent: str,
+    options: HttpOptions | None,
+) -> None:
+    """Fetch every request and store each feed's result as soon as it is ready.
+
+    `http.fetch_all` runs in a thread; each body goes to a worker process (or is parsed
+    here when there is no pool) and its analysis comes back to this thread, which alone
+    writes the store. Every message arrives through one queue, so nothing here blocks
+    on one slow feed.
+    """
+    from catalysts import http
+
+    inbox: queue.Queue[Any] = queue.Queue()
+    failure: list[BaseException] = []
+    pool = _pool(len(requests), rules.spec)
+
+    def work() -> None:
+        try:
+            responses = http.fetch_all(
+                requests,
+                user_agent=user_agent,
+                options=options,
+                on_response=lambda r: inbox.put(("response", r)),
+            )
+            # fetch_all returns them all too: any the callback missed is handled now.
+            for response in responses:
+                inbox.put(("response", response))
+        except BaseException as exc:  # re-raised on the calling thread
+            failure.append(exc)
+        finally:
+            inbox.put((_DONE, None))
+
+    def finish(response: Response, analysis: _Analysis | None, started: float) -> None:
+        feed = by_id[response.feed_id]
+        report(
+            _record(
+                feed,
+                response,
+                analysis,
+                store,
+                rules,
+                now=now,
+                failures=failures.get(feed.id, 0),
+                started=started,
+            )
+        )
+
+    thread = threading.Thread(target=work, name="catalysts-http", daemon=True)
+    thread.start()
+    seen: set[str] = set()
+    pending = 0
+    http_done = False
+    try:
+        while not http_done or pending:
+            kind, payload = inbox.get()
+            if kind is _DONE:
+                http_done = True
+            elif kind == "analysed":
+                pending -= 1
+                response, analysis, started = payload
+                finish(response, analysis, started)
+            elif payload.feed_id in by_id and payload.feed_id not in seen:
+                response = payload
+                seen.add(response.feed_id)
+                started = time.perf_counter()
+                if response.result != "ok" or response.body is None:
+                    finish(response, None, started)
+                    continue
+                feed = by_id[response.feed_id]
+                args = (response.body, response.url, response.content_type, now, feed.id)
+                if pool is None:
+                    finish(response, _analyse(*args, feed.title, rules), started)
+                    continue
+                pending += 1
+                future = pool.submit(_analyse_in_worker, *args, feed.title)
+                future.add_done_callback(
+                    lambda f, r=response, t=started: inbox.put(("analysed", (r, _outcome(f), t)))
+                )
+    finally:
+        if pool is not None:
+            finished = http_done and not pending
+            pool.shutdown(wait=finished, cancel_futures=not finished)
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _rule_sources(watchlist: Watchlist) -> list[tuple[str, RuleName, str]]:
+    sources: list[tuple[str, RuleName, str]] = []
+    for item in watchlist.items:
+        sources.append((item.id, "signal", item.signal))
+        if item.confirm:
+            sources.append((item.id, "confirm", item.confirm))
+    return sources
+
+
+def _compile(watchlist: Watchlist) -> _Rules:
+    sources = _rule_sources(watchlist)
+    aliases = {k: tuple(v) for k, v in watchlist.aliases.items()}
+    return _compile_spec(sources, aliases, _feeds_of(watchlist), rule_hashes(watchlist))
+
+
+def _compile_spec(
+    sources: list[tuple[str, RuleName, str]],
+    aliases: dict[str, tuple[str, ...]],
+    feeds_of: dict[str, frozenset[str]],
+    hashes: dict[RuleKey, str],
+) -> _Rules:
+    from catalysts.rules import RuleSet
+
+    return _Rules(
+        ruleset=RuleSet.compile(sources, aliases),
+        hashes=hashes,
+        feeds_of=feeds_of,
+        spec=(sources, aliases, feeds_of, hashes),
+    )
+
+
+def _feeds_of(watchlist: Watchlist) -> dict[str, frozenset[str]]:
+    every = frozenset(f.id for f in watchlist.feeds)
+    return {item.id: item.feeds or every for item in watchlist.items}
+
+
+def _in_scope(feeds_of: Mapping[str, frozenset[str]], item: str, feed_id: str) -> bool:
+    scope = feeds_of.get(item)
+    return scope is None or feed_id in scope
+
+
+def _backing_off(state: FeedHealth, now: datetime) -> bool:
+    return state.next_retry is not None and state.next_retry > now
+
+
+def _reason(text: str) -> str:
+    # One line, bounded: reasons come partly from servers and are shown in tables.
+    line = " ".join(str(text).split())
+    return line if len(line) <= MAX_REASON else line[: MAX_REASON - 1] + "…"
+
+
+def _secs(response: Response, started: float) -> float:
+    return (response.seconds or 0.0) + (time.perf_counter() - started)
+
+
+def _iso(value: datetime | None) -> str:
+    if value is None:
+        return "?"
+    from catalysts.timeutil import iso
+
+    return iso(value) or "?"

@@ -1,0 +1,624 @@
+"""http.fetch_all against the fault-injecting loopback server: every fault ends as one error
+result with a human reason, and the feeds around it are unharmed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from catalysts import __version__
+from catalysts.http import (
+    ACCEPT,
+    MB,
+    HttpOptions,
+    Request,
+    Response,
+    default_user_agent,
+    fetch_all,
+    resolve_user_agent,
+)
+from faultserver import (
+    ETAG,
+    HUGE_SIZE,
+    INVALID_UTF8,
+    LAST_MODIFIED,
+    RSS,
+    FaultServer,
+    Gauge,
+    file_servers,
+    gzip_bomb,
+    loopback_hosts_available,
+)
+
+UA = "catalysts-tests/1.0 (ops@example.com)"
+# Short timeouts and no politeness gap keep each test well under two seconds.
+FAST = HttpOptions(
+    connect_timeout=1.0,
+    read_timeout=0.3,
+    total_timeout=2.0,
+    retries=2,
+    backoff=0.01,
+    backoff_max=0.02,
+    host_gap=0.0,
+    retry_after_max=1.0,
+)
+
+
+@pytest.fixture
+def fault_server() -> Iterator[FaultServer]:
+    # The same as faultserver.fault_server, which other test modules get via conftest's
+    # pytest_plugins; defined here too so this module runs on its own.
+    with FaultServer() as server:
+        yield server
+
+
+def fetch_one(url: str, options: HttpOptions = FAST, **request: str) -> Response:
+    [response] = fetch_all([Request("f", url, **request)], user_agent=UA, options=options)
+    return response
+
+
+# --- success, headers and conditional GET ---------------------------------------------------------
+
+
+def test_ok_returns_body_type_and_validators_and_sends_identity(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/etag"))
+
+    assert response.result == "ok"
+    assert response.body == RSS
+    assert response.content_type == "application/rss+xml"
+    assert (response.etag, response.last_modified) == (ETAG, LAST_MODIFIED)
+    assert response.status_code == 200
+    assert response.error is None
+    [sent] = fault_server.requests("/etag")
+    assert sent.headers["User-Agent"] == UA
+    assert sent.headers["Accept"] == ACCEPT
+    assert sent.headers["Accept-Encoding"] == "gzip, deflate"
+    assert "If-None-Match" not in sent.headers
+    assert "If-Modified-Since" not in sent.headers
+
+
+@pytest.mark.parametrize(
+    "validators",
+    [{"etag": ETAG}, {"last_modified": LAST_MODIFIED}, {"etag": ETAG, "last_modified": "x"}],
+)
+def test_conditional_get_sends_validators_and_maps_304(
+    fault_server: FaultServer, validators: dict[str, str]
+) -> None:
+    response = fetch_one(fault_server.url("/etag"), **validators)
+
+    assert response.result == "not-modified"
+    assert response.status_code == 304
+    assert response.body is None
+    # The stored validators stay valid after a 304: they are echoed, never taken from the 304.
+    assert response.etag == validators.get("etag")
+    assert response.last_modified == validators.get("last_modified")
+    [sent] = fault_server.requests("/etag")
+    assert sent.headers.get("If-None-Match") == validators.get("etag")
+    assert sent.headers.get("If-Modified-Since") == validators.get("last_modified")
+
+
+def test_stale_validators_get_a_fresh_200(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/etag"), etag='"old"')
+
+    assert response.result == "ok"
+    assert response.etag == ETAG
+
+
+def test_validators_only_from_a_200(fault_server: FaultServer) -> None:
+    fault_server.route("/partial", status=203, body=RSS, headers={"ETag": '"nope"'})
+
+    response = fetch_one(fault_server.url("/partial"))
+
+    assert response.result == "ok"
+    assert response.etag is None
+
+
+def test_invalid_utf8_bytes_pass_through_untouched(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/invalid-utf8"))
+
+    assert response.result == "ok"
+    assert response.body == INVALID_UTF8
+
+
+def test_html_page_is_returned_for_the_parser_to_judge(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/html"))
+
+    assert response.result == "ok"
+    assert response.content_type is not None
+    assert response.content_type.startswith("text/html")
+
+
+# --- HTTP errors, retries and Retry-After -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("code", "reason"), [(404, "HTTP 404 Not Found"), (410, "HTTP 410 Gone")])
+def test_client_errors_are_not_retried(fault_server: FaultServer, code: int, reason: str) -> None:
+    response = fetch_one(fault_server.url(f"/status/{code}"))
+
+    assert (response.result, response.error, response.status_code) == ("error", reason, code)
+    assert response.body is None
+    assert fault_server.hits(f"/status/{code}") == 1
+
+
+def test_server_errors_are_retried_with_backoff(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/status/500"), replace(FAST, retries=2))
+
+    assert response.result == "error"
+    assert response.error == "HTTP 500 Internal Server Error (after 3 attempts)"
+    assert response.status_code == 500
+    assert fault_server.hits("/status/500") == 3
+
+
+def test_a_retry_that_succeeds_returns_ok(fault_server: FaultServer) -> None:
+    attempts: list[int] = []
+
+    def flaky(h) -> None:  # type: ignore[no-untyped-def]
+        attempts.append(1)
+        h.reply(502 if len(attempts) == 1 else 200, RSS)
+
+    fault_server.route("/flaky", flaky)
+
+    response = fetch_one(fault_server.url("/flaky"))
+
+    assert response.result == "ok"
+    assert response.body == RSS
+    assert len(attempts) == 2
+
+
+@pytest.mark.parametrize("form", ["retry-after", "retry-after-date"])
+@pytest.mark.parametrize("code", [429, 503])
+def test_long_retry_after_is_reported_not_waited(
+    fault_server: FaultServer, form: str, code: int
+) -> None:
+    response = fetch_one(fault_server.url(f"/{form}/{code}/120"))
+
+    assert response.result == "error"
+    assert response.status_code == code
+    assert response.retry_after is not None
+    assert 100 <= response.retry_after <= 120
+    assert response.error is not None
+    assert response.error.startswith(f"HTTP {code} ")
+    assert "(retry after " in response.error
+    assert fault_server.hits(f"/{form}/{code}/120") == 1
+
+
+def test_short_retry_after_is_waited_then_retried(fault_server: FaultServer) -> None:
+    attempts: list[float] = []
+
+    def busy_once(h) -> None:  # type: ignore[no-untyped-def]
+        attempts.append(1)
+        if len(attempts) == 1:
+            h.reply(429, b"", {"Retry-After": "1"})
+        else:
+            h.reply(200, RSS)
+
+    fault_server.route("/busy", busy_once)
+
+    response = fetch_one(fault_server.url("/busy"), replace(FAST, total_timeout=3.0))
+
+    assert response.result == "ok"
+    [first, second] = fault_server.requests("/busy")
+    assert second.at - first.at >= 0.9  # the server's wish was honoured
+
+
+def test_429_without_retry_after_is_not_retried(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/status/429"))
+
+    assert (response.error, response.retry_after) == ("HTTP 429 Too Many Requests", None)
+    assert fault_server.hits("/status/429") == 1
+
+
+# --- timeouts, broken connections and refused connections ------------------------------------
+
+
+def test_slower_than_read_timeout(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/slow"), replace(FAST, retries=1))
+
+    assert response.result == "error"
+    assert response.error == "timed out after 0.3s (read) (after 2 attempts)"
+    assert fault_server.hits("/slow") == 2
+
+
+def test_total_timeout_covers_a_body_trickling_in(fault_server: FaultServer) -> None:
+    # Each chunk arrives within the read timeout, but the whole takes longer than the budget.
+    fault_server.route("/trickle", body=RSS, chunks=20, chunk_delay=0.1)
+
+    response = fetch_one(fault_server.url("/trickle"), replace(FAST, total_timeout=0.5))
+
+    assert response.result == "error"
+    assert response.error == "timed out after 0.5s (total)"
+    assert response.seconds < 1.5
+
+
+def test_total_budget_does_not_count_waiting_for_a_busy_host(fault_server: FaultServer) -> None:
+    # One at a time: the fourth feed waits at least 0.6 s for its turn, more than its budget.
+    fault_server.route("/wait", body=RSS, delay=0.2)
+    requests = [Request(str(i), fault_server.url(f"/wait?n={i}")) for i in range(4)]
+    options = replace(FAST, per_host=1, read_timeout=1.0, total_timeout=0.5)
+
+    responses = fetch_all(requests, user_agent=UA, options=options)
+
+    assert [r.result for r in responses] == ["ok"] * 4
+    assert all(r.seconds < 0.5 for r in responses)
+
+
+def test_truncated_body(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/truncated"), replace(FAST, retries=0))
+
+    assert response.result == "error"
+    assert response.error == "connection closed before the body was complete"
+
+
+def test_empty_body(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/empty"))
+
+    assert (response.result, response.error, response.status_code) == (
+        "error",
+        "empty response body",
+        200,
+    )
+
+
+def test_connection_refused() -> None:
+    with FaultServer() as server:
+        url = server.url("/feed")  # the port is free once the server is gone
+
+    response = fetch_one(url, replace(FAST, retries=0))
+
+    assert (response.result, response.error) == ("error", "connection refused")
+
+
+# --- redirects -------------------------------------------------------------------------------
+
+
+def test_redirects_are_followed_and_the_final_url_reported(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/redirect/chain/5"))
+
+    assert response.result == "ok"
+    assert response.body == RSS
+    assert response.url == fault_server.url("/feed")
+    # Conditional headers and the User-Agent go along on every hop.
+    assert all(r.headers["User-Agent"] == UA for r in fault_server.requests())
+
+
+def test_too_many_redirects(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/redirect/chain/6"))
+
+    assert (response.result, response.error) == ("error", "too many redirects (6)")
+    assert fault_server.hits("/feed") == 0
+
+
+def test_redirect_loop(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/redirect-loop"))
+
+    assert (response.result, response.error) == ("error", "too many redirects (6)")
+    assert len(fault_server.requests()) == 6
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [("/redirect/ftp", "ftp://127.0.0.1/feed"), ("/redirect/file", "file:///etc/passwd")],
+)
+def test_redirect_to_non_http_is_refused(fault_server: FaultServer, path: str, target: str) -> None:
+    response = fetch_one(fault_server.url(path))
+
+    assert response.result == "error"
+    assert response.error == f"redirect to non-http URL {target}"
+    assert response.body is None  # /etc/passwd was never read
+
+
+# --- size cap and content encodings ---------------------------------------------------------
+
+
+def test_body_over_the_cap_stops_while_streaming(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/huge"), replace(FAST, max_bytes=1 * MB))
+
+    assert (response.result, response.error) == ("error", "response larger than 1 MB")
+    [stream] = fault_server.streams
+    for _ in range(100):  # the server notices the hang-up on its next write
+        if stream.done:
+            break
+        threading.Event().wait(0.02)
+    assert stream.client_closed
+    # Socket buffers hold a few MB at most; the 64 MB body was never sent, let alone buffered.
+    assert stream.sent < HUGE_SIZE // 4
+
+
+def test_declared_length_over_the_cap_is_refused_before_reading(
+    fault_server: FaultServer,
+) -> None:
+    response = fetch_one(fault_server.url("/huge-declared"))
+
+    assert (response.result, response.error) == ("error", "response larger than 20 MB")
+
+
+def test_gzip_bomb_stops_at_the_cap_without_inflating_it_all(fault_server: FaultServer) -> None:
+    gzip_bomb()  # built, and the client warmed up, before measuring: only the fetch counts
+    fetch_one(fault_server.url("/feed"))
+    tracemalloc.start()
+    try:
+        response = fetch_one(fault_server.url("/gzip-bomb"), replace(FAST, max_bytes=4 * MB))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert (response.result, response.error) == ("error", "response larger than 4 MB")
+    assert peak < 6 * MB  # the bomb inflates to 50 MB
+
+
+def test_gzip_within_the_cap_is_decoded(fault_server: FaultServer) -> None:
+    import gzip
+
+    fault_server.route("/gz", body=gzip.compress(RSS), headers={"Content-Encoding": "gzip"})
+
+    assert fetch_one(fault_server.url("/gz")).body == RSS
+
+
+@pytest.mark.parametrize("path", ["/deflate", "/raw-deflate"])
+def test_deflate_zlib_and_raw(fault_server: FaultServer, path: str) -> None:
+    assert fetch_one(fault_server.url(path)).body == RSS
+
+
+def test_invalid_gzip(fault_server: FaultServer) -> None:
+    response = fetch_one(fault_server.url("/invalid-gzip"))
+
+    assert (response.result, response.error) == ("error", "invalid gzip data")
+
+
+def test_truncated_gzip(fault_server: FaultServer) -> None:
+    import gzip
+
+    fault_server.route(
+        "/gz-cut", body=gzip.compress(RSS * 50)[:200], headers={"Content-Encoding": "gzip"}
+    )
+
+    response = fetch_one(fault_server.url("/gz-cut"))
+
+    assert (response.result, response.error) == ("error", "invalid gzip data (truncated)")
+
+
+def test_unsupported_content_encoding(fault_server: FaultServer) -> None:
+    fault_server.route("/br", body=b"\x00\x01", headers={"Content-Encoding": "br"})
+
+    response = fetch_one(fault_server.url("/br"))
+
+    assert (response.result, response.error) == ("error", "unsupported content encoding br")
+
+
+# --- files and odd URLs -----------------------------------------------------------------------
+
+
+def test_file_url_and_plain_path(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.xml"
+    feed.write_bytes(RSS)
+
+    by_url, by_path = fetch_all(
+        [Request("a", feed.as_uri()), Request("b", str(feed))], user_agent=UA, options=FAST
+    )
+
+    assert (by_url.result, by_url.body) == ("ok", RSS)
+    assert (by_path.result, by_path.body) == ("ok", RSS)
+    assert by_path.content_type in ("application/xml", "text/xml")
+
+
+def test_missing_file_and_file_over_the_cap(tmp_path: Path) -> None:
+    big = tmp_path / "big.xml"
+    big.write_bytes(b"x" * 2048)
+    missing = tmp_path / "missing.xml"
+
+    gone, too_big = fetch_all(
+        [Request("a", str(missing)), Request("b", big.as_uri())],
+        user_agent=UA,
+        options=replace(FAST, max_bytes=1024),
+    )
+
+    assert (gone.result, gone.error) == ("error", f"file not found: {missing}")
+    assert (too_big.result, too_big.error) == ("error", f"file larger than 1 KB: {big}")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://", "invalid URL http://: no host"),
+        (
+            "http://exa mple.com/",
+            "invalid URL http://exa mple.com/: contains spaces or control characters",
+        ),
+        ("https://[::1/feed", "invalid URL https://[::1/feed: Invalid IPv6 URL"),
+        (
+            "http://127.0.0.1:99999/",
+            "invalid URL http://127.0.0.1:99999/: Port out of range 0-65535",
+        ),
+    ],
+)
+def test_invalid_urls_are_errors(url: str, reason: str) -> None:
+    response = fetch_one(url)
+
+    assert (response.result, response.error) == ("error", reason)
+
+
+def test_redirect_to_an_invalid_url(fault_server: FaultServer) -> None:
+    fault_server.route("/bad-redirect", status=302, headers={"Location": "http://:0/"})
+
+    response = fetch_one(fault_server.url("/bad-redirect"))
+
+    assert response.result == "error"
+    assert response.error == "redirect to invalid URL http://:0/: no host"
+
+
+def test_unsupported_scheme() -> None:
+    response = fetch_one("ftp://example.com/feed")
+
+    assert (response.result, response.error) == ("error", "unsupported URL scheme ftp")
+
+
+# --- many feeds at once --------------------------------------------------------------------------
+
+
+def test_one_bad_feed_among_many_leaves_the_others_ok(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    good = [Request(f"good{i}", fault_server.url(f"/feed?n={i}")) for i in range(20)]
+    bad = [
+        Request("404", fault_server.url("/status/404")),
+        Request("loop", fault_server.url("/redirect-loop")),
+        Request("bomb", fault_server.url("/gzip-bomb")),
+        Request("slow", fault_server.url("/slow")),
+        Request("file", str(tmp_path / "nope.xml")),
+        Request("scheme", "gopher://x/"),
+    ]
+    requests = good[:10] + bad + good[10:]
+    seen: list[str] = []
+
+    responses = fetch_all(
+        requests,
+        user_agent=UA,
+        options=replace(FAST, retries=0, max_bytes=1 * MB),
+        on_response=lambda r: seen.append(r.feed_id),
+    )
+
+    assert [r.feed_id for r in responses] == [r.feed_id for r in requests]
+    assert sorted(seen) == sorted(r.feed_id for r in requests)
+    by_id = {r.feed_id: r for r in responses}
+    assert all(by_id[r.feed_id].result == "ok" for r in good)
+    assert all(by_id[r.feed_id].result == "error" and by_id[r.feed_id].error for r in bad)
+
+
+def test_per_host_limit_holds(fault_server: FaultServer) -> None:
+    fault_server.route("/wait", body=RSS, delay=0.15)
+    requests = [Request(str(i), fault_server.url(f"/wait?n={i}")) for i in range(9)]
+
+    responses = fetch_all(
+        requests, user_agent=UA, options=replace(FAST, per_host=3, read_timeout=2.0)
+    )
+
+    assert all(r.result == "ok" for r in responses)
+    assert fault_server.max_in_flight == 3
+
+
+def test_global_limit_holds(fault_server: FaultServer) -> None:
+    fault_server.route("/wait", body=RSS, delay=0.15)
+    requests = [Request(str(i), fault_server.url(f"/wait?n={i}")) for i in range(15)]
+
+    responses = fetch_all(
+        requests,
+        user_agent=UA,
+        options=replace(FAST, per_host=100, concurrency=5, read_timeout=2.0),
+    )
+
+    assert all(r.result == "ok" for r in responses)
+    assert fault_server.max_in_flight == 5
+
+
+@pytest.mark.skipif(not loopback_hosts_available(8), reason="needs 127.0.0.2-8 on loopback")
+def test_default_limits_keep_sixteen_in_flight_across_hosts() -> None:
+    gauge = Gauge()
+    with ExitStack() as stack:
+        servers = [stack.enter_context(FaultServer(f"127.0.0.{i}", gauge)) for i in range(1, 9)]
+        urls = [s.route("/wait", body=RSS, delay=0.3) for s in servers]
+        requests = [Request(str(i), urls[i % 8] + f"?n={i}") for i in range(40)]
+
+        responses = fetch_all(requests, user_agent=UA, options=HttpOptions(host_gap=0.0))
+
+    assert all(r.result == "ok" for r in responses)
+    assert gauge.max == 16  # 8 hosts x 4 per host would allow 32
+
+
+def test_file_servers_serve_files_with_latency_and_304(tmp_path: Path) -> None:
+    (tmp_path / "a.xml").write_bytes(RSS)
+    with file_servers(tmp_path, latency=0.01, hosts=1) as [base]:
+        [first] = fetch_all([Request("a", base + "a.xml")], user_agent=UA, options=FAST)
+        [again, missing] = fetch_all(
+            [Request("a", base + "a.xml", etag=first.etag), Request("m", base + "nope.xml")],
+            user_agent=UA,
+            options=FAST,
+        )
+
+    assert (first.result, first.body) == ("ok", RSS)
+    assert first.etag and first.last_modified
+    assert again.result == "not-modified"
+    assert (missing.result, missing.error) == ("error", "HTTP 404 Not Found")
+
+
+@pytest.mark.skipif(not loopback_hosts_available(2), reason="needs 127.0.0.2 on loopback")
+def test_redirects_across_hosts_while_the_target_hosts_feeds_finish() -> None:
+    with FaultServer("127.0.0.1") as first, FaultServer("127.0.0.2") as second:
+        second.route("/slow-feed", body=RSS, delay=0.2)
+        first.route("/moved", status=301, headers={"Location": second.url("/slow-feed")})
+        requests = [
+            Request("direct", second.url("/feed")),  # done long before the redirect arrives
+            Request("moved", first.url("/moved")),
+            Request("moved-again", first.url("/moved?again")),
+        ]
+
+        responses = fetch_all(requests, user_agent=UA, options=FAST)
+
+    assert [r.result for r in responses] == ["ok", "ok", "ok"]
+    assert responses[1].url == second.url("/slow-feed")
+    assert second.hits("/slow-feed") == 2
+
+
+def test_host_gap_spaces_request_starts(fault_server: FaultServer) -> None:
+    requests = [Request(str(i), fault_server.url(f"/feed?n={i}")) for i in range(5)]
+    fetch_one(fault_server.url("/etag"))  # the first fetch of a process is slow to start
+
+    fetch_all(requests, user_agent=UA, options=replace(FAST, host_gap=0.1))
+
+    starts = sorted(r.at for r in fault_server.requests("/feed"))
+    # Without the gap all five arrive within milliseconds; with it, 0.4 s apart less the first
+    # request's connection set-up, which delays it toward the second.
+    assert starts[-1] - starts[0] >= 0.25
+    assert starts[-1] - starts[1] >= 0.27
+
+
+def test_fetch_all_works_inside_a_running_event_loop(fault_server: FaultServer) -> None:
+    async def main() -> list[Response]:
+        return fetch_all([Request("f", fault_server.url("/feed"))], user_agent=UA, options=FAST)
+
+    [response] = asyncio.run(main())
+
+    assert response.result == "ok"
+
+
+def test_fetch_all_works_from_a_worker_thread(fault_server: FaultServer) -> None:
+    results: list[Response] = []
+    worker = threading.Thread(
+        target=lambda: results.extend(
+            fetch_all([Request("f", fault_server.url("/feed"))], user_agent=UA, options=FAST)
+        )
+    )
+    worker.start()
+    worker.join(10)
+
+    assert [r.result for r in results] == ["ok"]
+
+
+def test_a_failing_callback_propagates(fault_server: FaultServer) -> None:
+    def boom(response: Response) -> None:
+        raise RuntimeError("store is gone")
+
+    with pytest.raises(RuntimeError, match="store is gone"):
+        fetch_all(
+            [Request("f", fault_server.url("/feed"))], user_agent=UA, options=FAST, on_response=boom
+        )
+
+
+# --- User-Agent ----------------------------------------------------------------------------------
+
+
+def test_user_agent_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CATALYSTS_USER_AGENT", raising=False)
+    assert default_user_agent() == f"catalysts/{__version__} (+https://github.com/catalysts)"
+    assert resolve_user_agent(None) == default_user_agent()
+    assert resolve_user_agent("Me me@example.com") == "Me me@example.com"
+    monkeypatch.setenv("CATALYSTS_USER_AGENT", "Env env@example.com")
+    assert resolve_user_agent("Me me@example.com") == "Env env@example.com"
+    monkeypatch.setenv("CATALYSTS_USER_AGENT", " ")
+    assert resolve_user_agent(None) == default_user_agent()
