@@ -135,14 +135,26 @@ def test_digest_triggers_permissions_and_concurrency() -> None:
 
 
 def test_digest_store_cache_is_run_unique_and_saved_only_from_the_default_branch() -> None:
-    build = _load(DIGEST)["jobs"]["build"]["steps"]
+    jobs = _load(DIGEST)["jobs"]
+    build = jobs["build"]["steps"]
     restore = next(s for s in build if "cache/restore@" in s.get("uses", ""))
-    save = next(s for s in build if "cache/save@" in s.get("uses", ""))
+    assert not any("cache/save@" in s.get("uses", "") for s in build)
+    save_job = jobs["save"]
+    save = next(s for s in save_job["steps"] if "cache/save@" in s.get("uses", ""))
     for step in (restore, save):
         assert "github.run_id" in step["with"]["key"]
         assert "github.run_attempt" in step["with"]["key"]
     assert restore["with"]["restore-keys"] == "catalysts-db-"
-    assert "default_branch" in save["if"]
+    # Saved only after the day's issue was posted (or a dry run skipped posting), and only
+    # from the default branch -- which scheduled runs always are, but their payload has no
+    # `repository` to compare against.
+    assert save_job["needs"] == ["build", "post"]
+    condition = save_job["if"]
+    assert "needs.post.result == 'success'" in condition
+    assert "needs.post.result == 'skipped'" in condition
+    assert "github.event_name == 'schedule'" in condition
+    assert "default_branch" in condition
+    assert save_job["permissions"] == {}
     upload = next(s for s in build if "upload-artifact@" in s.get("uses", ""))
     assert "digest.md" in upload["with"]["path"] and "catalysts.db" in upload["with"]["path"]
     fetch = next(s for s in build if s.get("id") == "fetch")
