@@ -223,7 +223,10 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     code, out, err = run(argv, capsys)
     assert code == 2
     assert out == ""
-    assert "Usage:" in err
+    # One line that names the command and where to get help (DESIGN section 5).
+    (line,) = err.splitlines()
+    assert line.startswith(f"catalysts {argv[0]}: ")
+    assert line.endswith(f"(see 'catalysts {argv[0]} --help')")
 
 
 # --- schema ----------------------------------------------------------------------------------

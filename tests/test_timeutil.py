@@ -95,7 +95,13 @@ def test_iso_is_utc_to_the_second() -> None:
     assert iso(datetime(2025, 12, 13, 1, 0, tzinfo=plus_two)) == "2025-12-12T23:00:00Z"
 
 
-@given(st.datetimes(timezones=st.just(timezone.utc)).map(lambda d: d.replace(microsecond=0)))
+@given(
+    st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(9000, 12, 31, 23, 59, 59),
+        timezones=st.just(timezone.utc),
+    ).map(lambda d: d.replace(microsecond=0))
+)
 def test_iso_and_parse_when_round_trip(moment: datetime) -> None:
     assert parse_when(iso(moment) or "", NOW) == moment
 
@@ -103,3 +109,15 @@ def test_iso_and_parse_when_round_trip(moment: datetime) -> None:
 def test_utcnow_and_as_utc_are_aware_utc() -> None:
     assert utcnow().tzinfo is timezone.utc
     assert as_utc(datetime(2025, 1, 1)).tzinfo is timezone.utc
+
+
+@pytest.mark.parametrize("text", ["0001-01-01", "9999-12-31", "0001-01-02T00:00:00Z"])
+def test_times_outside_sane_years_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        parse_when(text, NOW)
+
+
+@pytest.mark.parametrize("text", ["999999d", "5300w", "99999999999999999999d"])
+def test_durations_beyond_a_century_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="too large"):
+        parse_duration(text)

@@ -42,9 +42,13 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"bad duration {text!r}: expected a number and a unit, like 30d or 1d12h")
     parts = {name: int(found.group(unit) or 0) for unit, name in _UNITS}
     try:
-        return timedelta(**parts)
+        duration = timedelta(**parts)
     except OverflowError:
-        raise ValueError(f"duration {text!r} is too large") from None
+        duration = MAX_DURATION + MAX_DURATION
+    # Bounded so that `time - duration` can never leave datetime's range.
+    if duration > MAX_DURATION:
+        raise ValueError(f"duration {text!r} is too large (at most 100 years)")
+    return duration
 
 
 def parse_date(text: str) -> date:
@@ -56,6 +60,17 @@ def parse_date(text: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"bad date {text!r}: no such day") from None
+
+
+MAX_DURATION = timedelta(days=36_525)
+# Times outside these years are typos; bounding them keeps window arithmetic in range.
+MIN_YEAR, MAX_YEAR = 1900, 9000
+
+
+def _in_range(when: datetime, text: str) -> datetime:
+    if not MIN_YEAR <= when.year <= MAX_YEAR:
+        raise ValueError(f"time {text!r} is out of range (years {MIN_YEAR} to {MAX_YEAR})")
+    return when
 
 
 def parse_when(text: str, now: datetime) -> datetime:
@@ -72,7 +87,7 @@ def parse_when(text: str, now: datetime) -> datetime:
         start = datetime.combine(as_utc(now).date(), time(), tzinfo=timezone.utc)
         return start if word == "today" else start - timedelta(days=1)
     if _DATE.fullmatch(value):
-        return datetime.combine(parse_date(value), time(), tzinfo=timezone.utc)
+        return _in_range(datetime.combine(parse_date(value), time(), tzinfo=timezone.utc), text)
     iso_text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
     # Python 3.10's fromisoformat wants a "T" or a space between date and time, as we do.
     if len(iso_text) < 11 or iso_text[10] not in "Tt ":
@@ -83,7 +98,7 @@ def parse_when(text: str, now: datetime) -> datetime:
         raise ValueError(
             f"bad time {text!r}: expected now, YYYY-MM-DD or an ISO 8601 datetime"
         ) from None
-    return as_utc(parsed)
+    return _in_range(as_utc(parsed), text)
 
 
 def as_utc(dt: datetime) -> datetime:

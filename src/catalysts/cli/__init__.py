@@ -1,8 +1,9 @@
 """Command-line entry point: runs the Typer app and turns errors into one line and an exit code.
 
-Typer (standalone mode) handles usage errors itself (exit 2, message on stderr) and exits
-via SystemExit; everything that escapes it is either a `CatalystsError` (one line, its
-documented exit code) or a bug (one line and exit 70, the traceback only with --debug).
+The app runs in Click's non-standalone mode so that every error is ours to print: usage
+errors become one line and exit 2, a `CatalystsError` one line (or one located line per
+watchlist problem) and its documented exit code, and anything else is a bug: one line and
+exit 70, the traceback only with --debug.
 """
 
 from __future__ import annotations
@@ -27,13 +28,25 @@ def main(argv: list[str] | None = None) -> None:
     _load_commands()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("CATALYSTS_DEBUG") == "1"
+    click_error = _click_exception_class()
     try:
-        app(args=args, prog_name="catalysts")
+        result = app(args=args, prog_name="catalysts", standalone_mode=False)
+    except click_error as exc:
+        # Usage errors: one line naming the command, not a boxed panel.
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "catalysts"
+        message = exc.format_message()
+        if message:  # empty for no_args_is_help, whose help text is already printed
+            print(f"{where}: {message} (see '{where} --help')", file=sys.stderr)
+        sys.exit(int(getattr(exc, "exit_code", ExitCode.USAGE)))
     except CatalystsError as exc:
         if debug:
             raise
         _error(str(exc))
         sys.exit(int(exc.exit_code))
+    except _abort_class():
+        _error("aborted")
+        sys.exit(130)
     except KeyboardInterrupt:
         _error("interrupted")
         sys.exit(130)
@@ -46,6 +59,23 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)")
         sys.exit(INTERNAL_ERROR)
+    # Non-standalone mode returns the exit code of `typer.Exit(code)` (or the callback's
+    # return value, which our commands never use for anything else).
+    sys.exit(result if isinstance(result, int) else int(ExitCode.OK))
+
+
+def _click_exception_class() -> type[Exception]:
+    # Typer >= 0.22 vendors Click; its ClickException is reachable through the public
+    # `typer.BadParameter` whichever Click is underneath.
+    import typer
+
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _abort_class() -> type[BaseException]:
+    import typer
+
+    return typer.Abort
 
 
 def _error(message: str) -> None:
