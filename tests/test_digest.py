@@ -590,3 +590,13 @@ def test_mentions_in_the_hostile_list_are_really_broken() -> None:
         decoded = neutralise_inline(text).replace("&#8203;", "\u200b")
         assert not MENTION.search(decoded), text
         assert not REFERENCE.search(decoded), text
+
+
+def test_a_digest_as_of_a_future_time_is_not_recorded(filled: tuple[Path, Path]) -> None:
+    from catalysts.store import Store
+
+    wl, db = filled
+    code, _out, err = _run("digest", "-w", str(wl), "--db", str(db), "--at", "2999-01-01")
+    assert code == 0, err
+    with Store.open(db) as store:
+        assert store.last_digest() is None

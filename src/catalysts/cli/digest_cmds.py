@@ -174,7 +174,9 @@ def digest_cmd(
             _write(json_output, as_json)
         if title_file is not None:
             _write(title_file, digest.title + "\n")
-        if not dry_run:
+        # A digest as of a future --at is never recorded: "since last" would jump past
+        # every real digest until that day came.
+        if not dry_run and when <= now:
             if at is None:
                 _record_observations(wl, store, statuses, evidence)
             store.record_digest(when, previous_statuses(statuses))

@@ -21,6 +21,7 @@ from catalysts.render.console import stdout
 
 SPARKS = "▁▂▃▄▅▆▇█"
 HISTORY_SHOWN = 20  # `show` lists the latest status changes; --json has every one
+EVIDENCE_SHOWN = 30  # `show` lists the newest evidence; --json has all of it
 _BADGE = {
     "quiet": "○ quiet",
     "building": "◐ building",
@@ -123,7 +124,7 @@ def status_table(
     table.add_column("src", justify="right", no_wrap=True, min_width=3)
     # Wrappable for Rich's width sharing, while the cell Text itself truncates to one line.
     table.add_column("last evidence", overflow="ellipsis", min_width=16)
-    table.add_column("due", no_wrap=True, justify="right")
+    table.add_column("due", no_wrap=True, justify="right", min_width=8)
     current: str | None = None
     for st in statuses:
         item = st.item
@@ -286,7 +287,7 @@ def show_item(
         ev_table.add_column(no_wrap=True, style="muted")
         ev_table.add_column(no_wrap=True)
         ev_table.add_column()
-        for ev in evidence:
+        for ev in evidence[:EVIDENCE_SHOWN]:
             body = highlighted_title(ev)
             elsewhere = _terms_outside_title(ev)
             if elsewhere:
@@ -300,7 +301,10 @@ def show_item(
             rule.append_text(safe.text(f" {ev.feed}", style="muted"))
             ev_table.add_row(date_text, rule, body)
         rows.append(ev_table)
-        if any(not ev.dated for ev in evidence):
+        if len(evidence) > EVIDENCE_SHOWN:
+            older = len(evidence) - EVIDENCE_SHOWN
+            rows.append(Text(f"{older} older (--json has them all)", style="muted"))
+        if any(not ev.dated for ev in evidence[:EVIDENCE_SHOWN]):
             rows.append(Text("* undated: first-seen time", style="muted"))
     else:
         rows.append(Text("no evidence in the store", style="muted"))
