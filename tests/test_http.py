@@ -622,3 +622,20 @@ def test_user_agent_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_user_agent("Me me@example.com") == "Env env@example.com"
     monkeypatch.setenv("CATALYSTS_USER_AGENT", " ")
     assert resolve_user_agent(None) == default_user_agent()
+
+
+def test_only_a_name_that_does_not_exist_is_not_retried() -> None:
+    import socket
+
+    import httpx
+
+    from catalysts.http import _unknown_host
+
+    def failure(errno: int) -> httpx.ConnectError:
+        exc = httpx.ConnectError("boom")
+        exc.__cause__ = socket.gaierror(errno, "lookup failed")
+        return exc
+
+    assert _unknown_host(failure(socket.EAI_NONAME))
+    assert not _unknown_host(failure(socket.EAI_AGAIN))  # a flaky resolver: worth a retry
+    assert not _unknown_host(httpx.ConnectError("connection refused"))

@@ -444,7 +444,8 @@ class _Fetcher:
         except httpx.RemoteProtocolError as exc:
             raise _Failure(_protocol_reason(exc), retryable=True, url=url) from exc
         except httpx.TransportError as exc:
-            raise _Failure(_connect_reason(exc, url), retryable=True, url=url) from exc
+            reason = _connect_reason(exc, url)
+            raise _Failure(reason, retryable=not _unknown_host(exc), url=url) from exc
         except httpx.InvalidURL as exc:
             raise _Failure(f"invalid URL: {_shorten(str(exc))}", url=url) from exc
         except _Failure as failure:
@@ -729,6 +730,14 @@ def _connect_reason(exc: BaseException, url: str) -> str:
     if "name or service not known" in text or "name resolution" in text:
         return f"cannot resolve host {host}"
     return f"connection failed: {_shorten(str(exc)) or type(exc).__name__}"
+
+
+def _unknown_host(exc: BaseException) -> bool:
+    """True when DNS says the name does not exist: retrying cannot help (EAI_AGAIN can)."""
+    import socket
+
+    permanent = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+    return any(isinstance(c, socket.gaierror) and c.errno in permanent for c in _causes(exc))
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
