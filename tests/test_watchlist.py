@@ -358,6 +358,13 @@ CASES = [
         id="url-without-host",
     ),
     pytest.param(
+        HEAD.replace("https://example.com/rss", "https://me:secret@example.com/rss")
+        + "        signal: foo\n",
+        "W:4:10: feeds[0].url: credentials in a feed URL would be printed and published; "
+        "use a URL without user:password@",
+        id="url-with-credentials",
+    ),
+    pytest.param(
         HEAD.replace("[crypto]", "[Crypto News]") + "        signal: foo\n",
         'W:5:12: feeds[0].tags[0]: tag "Crypto News" is not slug-like: use lowercase letters, '
         'digits, "-" and "_" (at most 64, starting with a letter or digit)',

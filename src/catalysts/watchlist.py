@@ -804,6 +804,15 @@ class _Walker:
             if parts is None or not parts.hostname or any(c.isspace() for c in value):
                 self.problem(node, path, f'bad URL "{value}": expected http(s)://host/path')
                 return None
+            if "@" in parts.netloc:
+                # Feed URLs end up in `feeds --json`, the digest and the workflow's artifact.
+                self.problem(
+                    node,
+                    path,
+                    "credentials in a feed URL would be printed and published; "
+                    "use a URL without user:password@",
+                )
+                return None
             return value
         if name == "file":
             return value
