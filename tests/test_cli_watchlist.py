@@ -309,7 +309,8 @@ def test_match_json_reports_items_rules_terms_and_offsets(
     assert (code, err) == (0, "")
     doc = json.loads(out)
     plain = "Sam Altman says OpenAI could go public & file an S-1"
-    assert doc["text"] == plain  # HTML stripped: the offsets index into this
+    assert doc["text"] == text  # verbatim, so scripts can join on it
+    assert doc["plain"] == plain  # HTML stripped: the offsets index into this
     assert [(m["item"], m["thesis"], m["kind"], m["rule"]) for m in doc["matches"]] == [
         ("openai-ipo", "crypto-ai", "catalyst", "signal"),
         ("openai-ipo", "crypto-ai", "catalyst", "confirm"),
@@ -329,7 +330,11 @@ def test_match_without_a_match_still_exits_0(
 ) -> None:
     code, out, _ = run(["match", "--json", "-w", str(watchlist), "Accelerating nearby"], capsys)
     assert code == 0
-    assert json.loads(out) == {"text": "Accelerating nearby", "matches": []}
+    assert json.loads(out) == {
+        "text": "Accelerating nearby",
+        "plain": "Accelerating nearby",
+        "matches": [],
+    }
     code, out, _ = run(["match", "-w", str(watchlist), "Accelerating nearby"], capsys)
     assert code == 0
     assert out.splitlines() == ["Accelerating nearby", "  no item matches"]

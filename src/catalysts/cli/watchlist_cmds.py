@@ -193,7 +193,8 @@ def match(
 
     Exit code 0 whether or not anything matched (1: invalid watchlist).
 
-    --json prints {"text", "matches": [{"item", "thesis", "kind", "rule", "terms", "hits"}]}.
+    --json prints {"text", "plain", "matches": [{"item", "thesis", "kind", "rule", "terms",
+    "hits"}]}; hit offsets index into "plain" (the text with HTML removed).
 
     --stdin --json prints one such object per input line, in input order (JSON Lines).
     """
@@ -257,10 +258,12 @@ class _Matcher:
         return plain, found
 
     def as_json(self, text: str) -> dict[str, Any]:
-        """The DESIGN section 9 object; hit offsets index into "text" (HTML stripped)."""
+        """The DESIGN section 9 object: "text" is the input as given, so scripts can join on
+        it; hit offsets index into "plain", the HTML-stripped text the rules saw."""
         plain, found = self.match(text)
         return {
-            "text": plain,
+            "text": text,
+            "plain": plain,
             "matches": [
                 {
                     "item": m.item,
