@@ -600,3 +600,48 @@ def test_a_digest_as_of_a_future_time_is_not_recorded(filled: tuple[Path, Path])
     assert code == 0, err
     with Store.open(db) as store:
         assert store.last_digest() is None
+
+
+def _rss(items: list[tuple[str, str, str]]) -> str:
+    body = "".join(
+        f"<item><guid>{guid}</guid><title>{title}</title><link>https://example.com/{guid}</link>"
+        f"<pubDate>{published}</pubDate></item>"
+        for guid, title, published in items
+    )
+    return (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{body}</channel></rss>'
+    )
+
+
+def test_a_story_fetched_after_the_last_digest_is_new_even_if_published_before(
+    tmp_path: Path,
+) -> None:
+    from datetime import datetime, timezone
+    from email.utils import format_datetime
+
+    now = datetime.now(timezone.utc)
+    feed = tmp_path / "feed.xml"
+    wl = tmp_path / "watchlist.yaml"
+    db = tmp_path / "store.db"
+    wl.write_text(
+        "version: 1\n"
+        f"feeds:\n  - id: local\n    url: {feed}\n"
+        "theses:\n  - id: t\n    title: T\n    items:\n"
+        "      - id: ipo\n        kind: catalyst\n        title: IPO\n        signal: IPO\n",
+        encoding="utf-8",
+    )
+    first = ("a", "Acme plans IPO", format_datetime(now - timedelta(hours=3)))
+    feed.write_text(_rss([first]), encoding="utf-8")
+    assert _run("fetch", "-w", str(wl), "--db", str(db))[0] == 0
+    code, out, err = _run("digest", "-w", str(wl), "--db", str(db))
+    assert code == 0, err
+    assert "Acme plans IPO" in out
+
+    # A lagging feed publishes, after that digest, a story dated before it.
+    late = ("b", "Globex delays IPO", format_datetime(now - timedelta(hours=2)))
+    feed.write_text(_rss([first, late]), encoding="utf-8")
+    assert _run("fetch", "-w", str(wl), "--db", str(db))[0] == 0
+    code, out, err = _run("digest", "-w", str(wl), "--db", str(db), "--dry-run")
+    assert code == 0, err
+    assert "Globex delays IPO" in out
+    assert "Acme plans IPO" not in out  # already in the last digest

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -287,6 +287,7 @@ def build_digest(
     now: datetime | None = None,
     since_label: str = "",
     scores: Mapping[str, Sequence[float]] | None = None,
+    late: Collection[int] = (),
 ) -> Digest:
     """Assemble the digest from the status engine's results.
 
@@ -294,7 +295,9 @@ def build_digest(
     `changes` the status changes to report (at most one per item is kept: the last);
     `evidence` any stored evidence -- only what is newer than `since` and not after the
     digest time, from the item's own feeds, counts as new; `health` the configured feeds;
-    `scores` item -> daily scores, oldest first, ending on the digest day (the chart).
+    `scores` item -> daily scores, oldest first, ending on the digest day (the chart);
+    `late` the row ids of entries first seen since `since` (published earlier, fetched
+    late: a recovering feed, a new feed), which count as new too.
     """
     at = statuses[0].at if statuses else (now or since)
     now = now or at
@@ -304,7 +307,7 @@ def build_digest(
     by_item: dict[str, list[Evidence]] = {}
     for ev in evidence:
         spec = specs.get(ev.item)
-        if spec is None or not (since < ev.time <= at):
+        if spec is None or not (since < ev.time <= at or ev.entry_id in late):
             continue
         if spec.feeds and ev.feed not in spec.feeds:
             continue

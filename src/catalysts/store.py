@@ -150,8 +150,12 @@ _V3 = (
     "CREATE INDEX matches_rule ON matches (rule, item, time)",
 )
 
+# v4: entries by first-seen time, for the digest's "new since the last digest" (a story
+# published before the last digest but fetched after it is still news to the reader).
+_V4 = ("CREATE INDEX entries_first_seen ON entries (first_seen)",)
+
 # Append only: MIGRATIONS[n] takes a store from schema n to n + 1. Never edit a released one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -820,6 +824,15 @@ class Store:
                 terms = tuple(dict.fromkeys(h.term for h in found))
                 out.append(dataclasses.replace(ev, hits=found, terms=terms))
         return out
+
+    def first_seen_between(self, after: datetime, until: datetime) -> set[int]:
+        """Row ids of the entries first stored in (after, until]."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id FROM entries WHERE first_seen > ? AND first_seen <= ?",
+                (_ts(after), _ts(until)),
+            ).fetchall()
+        return {row[0] for row in rows}
 
     def entry_count(self) -> int:
         """How many entries the store holds, over all feeds."""

@@ -165,6 +165,8 @@ def digest_cmd(
             now=now,
             since_label=label,
             scores=chart_scores(wl, evidence, statuses),
+            # Fetched since the last digest but published before it: still news.
+            late=store.first_seen_between(start, when),
         )
         as_json = ""
         if fmt is DigestFormat.json or json_output is not None:
