@@ -259,6 +259,54 @@ def test_canonical_url_is_idempotent_and_drops_tracking(
     assert once.partition("?")[2] == "&".join(kept)
 
 
+_URL_PIECES = st.sampled_from(
+    ["http://", "https://", "HTTPS://", "a", "B", "e.com", "news.google.com", "News.Google.com",
+     "E.com", ".", "-", "_", "~", ":", ":80", ":443", ":8080", "@", "[::1]", "/", "//", "?", "&",
+     "=", "#", "%41", "%75tm_x", "utm_a=1", "fbclid", "x=1", " ", "\t", "\n", "\x00", "\u00e9",
+     "\\", ";", "../", "ftp:"]
+)  # fmt: skip
+_URLS = st.lists(_URL_PIECES, max_size=12).map("".join)
+_NEVER = re.compile(r"(?!)")
+
+
+@given(_URLS, st.sampled_from([None, "https://e.com/a/b", "HTTP://X.org:81/c?d#e"]))
+def test_canonical_url_fast_path_equals_urlsplit(url: str, base: str | None) -> None:
+    with pytest.MonkeyPatch.context() as m:
+        fast = canonical_url(url, base)
+        m.setattr(feedparse, "_PLAIN_URL", _NEVER)
+        assert canonical_url(url, base) == fast
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://e.com/a?utm_source=x&b=1#f",
+        "http://e.com",
+        "http://e.com?x=1",
+        "http://e.com#x?y",
+        "https://e.com./x",
+        "https://a..b/x?&&y=1&",
+        "https://e.com/x?",
+        "https://news.google.com/rss/articles/abc?oc=5",
+    ],
+)
+def test_canonical_url_fast_path_equals_urlsplit_on_examples(url: str) -> None:
+    fast = canonical_url(url)
+    assert feedparse._PLAIN_URL.match(url.strip())  # these do take the fast path
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(feedparse, "_PLAIN_URL", _NEVER)
+        assert canonical_url(url) == fast
+
+
+@given(_URLS, st.sampled_from(["OpenAI files for IPO - Reuters", "", "A  b!"]))
+def test_story_key_fast_host_equals_urlsplit(link: str, title: str) -> None:
+    entry = Entry(key="guid:1", title=title, summary="", link=link or None)
+    with pytest.MonkeyPatch.context() as m:
+        fast = story_key(entry)
+        m.setattr(feedparse, "_PLAIN_URL", _NEVER)
+        assert story_key(entry) == fast
+
+
 # --- JSON Feed ----------------------------------------------------------------------------------
 
 

@@ -673,3 +673,31 @@ def test_a_crashing_worker_fails_its_feeds_not_the_run(
     again = ingest.fetch_feeds(watchlist(feeds), store, now=NOW + timedelta(days=1), force=True)
     assert all(r.result in ("new", "unchanged") for r in again)
     assert store.entry_count() == 12 * 3 + 2
+
+
+def test_analysis_survives_the_trip_back_from_a_worker() -> None:
+    import pickle
+
+    from catalysts.models import Entry, Hit, RuleMatch
+
+    entry = Entry(
+        key="guid:1",
+        title="OpenAI files for IPO",
+        summary="S-1 filed",
+        link="https://e.com/a",
+        author="A",
+        categories=("ai", "ipo"),
+        published=datetime(2026, 8, 1, 9, 30, 15, 123456, tzinfo=timezone.utc),
+    )
+    bare = Entry(key="hash:2", title="t")
+    match = RuleMatch(
+        "openai-ipo", "signal", (Hit("OpenAI", "title", 0, 6), Hit("IPO", "title", 17, 20))
+    )
+    for analysis in (
+        ingest._Analysis(entries=(entry, bare), matches={"guid:1": [match]}, title="Feed"),
+        ingest._Analysis(entries=(bare,), matches={}),
+        ingest._Analysis(error="not a feed: looks like an HTML page"),
+    ):
+        back = pickle.loads(pickle.dumps(analysis))
+        assert back == analysis
+        assert all(type(e) is Entry for e in back.entries)

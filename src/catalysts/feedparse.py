@@ -73,6 +73,8 @@ _URL_BREAKS = re.compile(r"[\t\n\r]")
 _URL_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PUNCT = re.compile(r"[^\w\s]+")
 _WS = re.compile(r"\s+")
+# An absolute http(s) URL whose authority is a bare lowercase host: scheme, host, path, query.
+_PLAIN_URL = re.compile(r"(https?)://([a-z0-9\-._~]+)(/[^?#]*)?(?:\?([^#]*))?(?:#.*)?\Z", re.DOTALL)
 _GOOGLE_NEWS_SUFFIX = re.compile(r"\s+-\s+[^-]{1,80}$")  # "Title - Publisher"
 
 
@@ -152,6 +154,14 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
     url = _URL_BREAKS.sub("", url.strip()).replace(" ", "%20")
     if not url or _URL_CONTROL.search(url):
         return None
+    plain = _PLAIN_URL.match(url)
+    if plain is not None and not plain.group(2).endswith("."):
+        # Most links are already absolute with a lowercase host and no port or userinfo:
+        # urlsplit/urlunsplit would give back exactly these parts (tested against them).
+        scheme, host, path, query = plain.groups()
+        if query:
+            query = "&".join(p for p in query.split("&") if p and not _is_tracking(p))
+        return f"{scheme}://{host}{path or '/'}{'?' + query if query else ''}"
     try:
         if base and not url[:8].lower().startswith(("http://", "https://")):
             url = urljoin(base.strip(), url)
@@ -179,7 +189,7 @@ def story_key(entry: Entry) -> str:
     then the normalised title: casefolded, punctuation removed, and for Google News the
     trailing " - Publisher". Falls back to the entry key when there is no title either.
     """
-    host = urlsplit(entry.link).hostname if entry.link else None
+    host = _link_host(entry.link) if entry.link else None
     if entry.link and host not in AGGREGATOR_HOSTS:
         return "link:" + entry.link
     title = entry.title
@@ -187,6 +197,12 @@ def story_key(entry: Entry) -> str:
         title = _GOOGLE_NEWS_SUFFIX.sub("", title)
     normalised = _normalise_title(title)
     return "title:" + normalised if normalised else entry.key
+
+
+def _link_host(link: str) -> str | None:
+    """`urlsplit(link).hostname`, without urlsplit for the plain links canonical_url makes."""
+    plain = _PLAIN_URL.match(link)
+    return plain.group(2) if plain is not None else urlsplit(link).hostname
 
 
 def entry_key(

@@ -252,6 +252,46 @@ class _Analysis:
     title: str | None = None
     error: str | None = None  # why the body is not a usable feed
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Workers send this back pickled, and slots dataclasses pickle field by field in
+        # Python: plain tuples cost the parent (which also runs http and the store) about
+        # half as much to unpickle.
+        entries = [
+            (e.key, e.title, e.summary, e.link, e.author, e.categories, e.published)
+            for e in self.entries
+        ]
+        matches = None
+        if self.matches is not None:
+            matches = {
+                key: [
+                    (m.item, m.rule, [(h.term, h.field, h.start, h.end) for h in m.hits])
+                    for m in found
+                ]
+                for key, found in self.matches.items()
+            }
+        return (_unpickle_analysis, (entries, matches, self.title, self.error))
+
+
+def _unpickle_analysis(
+    entries: list[tuple[Any, ...]],
+    matches: dict[str, list[tuple[Any, Any, list[tuple[Any, ...]]]]] | None,
+    title: str | None,
+    error: str | None,
+) -> _Analysis:
+    from catalysts.models import Hit
+
+    return _Analysis(
+        entries=tuple(Entry(*fields) for fields in entries),
+        matches=None
+        if matches is None
+        else {
+            key: [RuleMatch(item, rule, tuple(Hit(*h) for h in hits)) for item, rule, hits in found]
+            for key, found in matches.items()
+        },
+        title=title,
+        error=error,
+    )
+
 
 def _analyse(
     body: bytes,
