@@ -16,6 +16,7 @@ from rich.text import Text
 from catalysts.models import FeedHealth, FetchReport
 from catalysts.render import safe
 from catalysts.render.console import stderr, stdout
+from catalysts.render.status import span as _span
 
 _RESULT_STYLE = {"new": "green", "unchanged": "", "not-modified": "muted", "error": "error"}
 _STATUS_STYLE = {"ok": "green", "error": "error", "never": "muted"}
@@ -145,14 +146,3 @@ def until(when: datetime | None, now: datetime) -> str:
     if when is None or when <= now:
         return ""
     return f"in {_span(when - now)}"
-
-
-def _span(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400 * 2:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
