@@ -10,6 +10,7 @@ from __future__ import annotations
 from catalysts.rules.engine import CompiledRule, RuleSet, document
 from catalysts.rules.normalize import fold, tokenize
 from catalysts.rules.parse import (
+    ENGINE_VERSION,
     AliasRef,
     And,
     Near,
@@ -24,6 +25,7 @@ from catalysts.rules.parse import (
 )
 
 __all__ = [
+    "ENGINE_VERSION",
     "AliasRef",
     "And",
     "CompiledRule",

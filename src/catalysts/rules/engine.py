@@ -11,6 +11,14 @@ Two stages, so the cost per document barely grows with the number of rules:
    offsets, candidate terms are located as whole-word token sequences, and the boolean
    logic runs, collecting the positive hits (offsets into the original text) as evidence.
 
+Before stage 1 the gate asks a cheaper question: does the document contain any ANCHOR
+word? Every rule that is not an always-rule needs at least one term of some clause (an
+AND needs each of its parts, an OR one of them), and the smallest such clause is its
+anchor; a document with no anchor word can satisfy no rule, so the full candidate search
+runs only for the few that have one. With a handful of anchor words (re-matching one
+edited item over the whole store) the question is a few substring tests; with many, one
+RE2 search without captures.
+
 Other stage-1 strategies are kept selectable for the benchmark that compares them and
 for tests that cross-check them: `prefilter="tokens"` (token sets only), `"re2-set"` (one
 RE2 Set pattern per term: ~50x slower than the gate with thousands of terms, as RE2's
@@ -122,8 +130,117 @@ def _alternation(words: Iterable[str]) -> str:
     return "|".join(sorted(words, key=lambda w: (-len(w), w)))
 
 
+def _re2_class(chars: str) -> str:
+    """A Python `re` class body of literal characters and ranges, as RE2 `\\x{..}` escapes."""
+    return "".join(c if c in "-^" else f"\\x{{{ord(c):x}}}" for c in chars)
+
+
+# `normalize`'s non-ASCII word character, for RE2.
+_WORDISH_NON_ASCII_RE2 = "[" + _re2_class(normalize.WORDISH_NON_ASCII_CLASS[1:-1]) + "]"
+
+# Up to this many anchor words, substring tests (`in`, a C loop) beat one RE2 call.
+_SUBSTRING_ANCHORS = 12
+
+
+def _clauses(
+    node: Node, keys: Mapping[int, tuple[Any, ...]]
+) -> list[frozenset[tuple[Any, ...]]] | None:
+    """Lexical keys the node needs: it can hold only if, for EVERY clause, a term with one
+    of the clause's keys occurs. None when it can hold with no positive term present.
+    `keys` maps id(term) to its lexical key."""
+    if isinstance(node, Term):
+        return [frozenset((keys[id(node)],))]
+    if isinstance(node, (Not, AliasRef)):
+        return None
+    if isinstance(node, And):
+        needed = [c for child in node.children for c in (_clauses(child, keys) or ())]
+        return needed or None
+    if isinstance(node, Or):
+        union: set[tuple[Any, ...]] = set()
+        for child in node.children:
+            if isinstance(child, Term):  # the common case, an alias: no list to build
+                union.add(keys[id(child)])
+                continue
+            needed = _clauses(child, keys)
+            if not needed:
+                return None
+            union.update(needed[0] if len(needed) == 1 else _anchor(needed))
+        return [frozenset(union)]
+    return (_clauses(node.left, keys) or []) + (_clauses(node.right, keys) or []) or None
+
+
+def _anchor(clauses: list[frozenset[tuple[Any, ...]]]) -> frozenset[tuple[Any, ...]]:
+    """The clause to watch for: word terms only if possible, fewest keys, longest words."""
+
+    if len(clauses) == 1:
+        return clauses[0]
+    best, best_cost = clauses[0], (2, 0, 0)
+    for clause in clauses:
+        regex, shortest = False, 1 << 30
+        for key in clause:
+            if key[0] == "re":
+                regex = True
+            elif len(key[1][0]) < shortest:
+                shortest = len(key[1][0])
+        cost = (int(regex), len(clause), -shortest)
+        if cost < best_cost:
+            best, best_cost = clause, cost
+    return best
+
+
+def _raw_search(pattern: Any) -> Any:
+    """`data -> bool`: does the RE2 `pattern` occur in the bytes `data`?
+
+    Calls the extension object directly when it is there: the wrapper's generator and
+    match object cost more than the DFA scan of a 1 KB document.
+    """
+    import re2
+
+    regexp = getattr(pattern, "_regexp", None)
+    unanchored = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    if regexp is None or unanchored is None or not hasattr(regexp, "Match"):
+        return lambda data: pattern.search(data) is not None
+    match, none = regexp.Match, (-1, -1)
+    return lambda data: match(unanchored, data, 0, len(data))[0] != none
+
+
+def _raw_findall(pattern: Any) -> Any:
+    """`data -> list[bytes]`: the non-empty groups (or, with none, the text) of every match
+    of `pattern` in `data`, as `pattern.findall` gives them, without match objects."""
+    import re2
+
+    regexp = getattr(pattern, "_regexp", None)
+    unanchored = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    if regexp is None or unanchored is None or not hasattr(regexp, "Match"):
+
+        def findall_wrapped(data: bytes) -> list[bytes]:
+            found = pattern.findall(data)
+            return [w for g in found for w in (g if isinstance(g, tuple) else (g,)) if w]
+
+        return findall_wrapped
+    match = regexp.Match
+
+    def findall(data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        pos, end = 0, len(data)
+        while pos <= end:
+            spans = match(unanchored, data, pos, end)
+            start, stop = spans[0]
+            if start < 0:
+                break
+            if len(spans) == 1:
+                out.append(data[start:stop])
+            else:
+                out.extend(data[s:e] for s, e in spans[1:] if e > s >= 0)
+            pos = stop if stop > pos else pos + 1  # an empty match must still move on
+        return out
+
+    return findall
+
+
 def _gate_pattern(word_keys: Iterable[tuple[Any, ...]]) -> str | None:
-    """One alternation of every term's first word, capturing the word found.
+    """One alternation of every term's first word, capturing the word found (the engine
+    drops the captures: with zero-width boundaries a match is the word itself).
 
     Searched in the folded fields joined by newlines, with `_` turned into a space so that
     RE2's zero-width ASCII `\\b` is a (superset of the) token boundary. Boundaries are
@@ -240,7 +357,7 @@ class _FieldTokens:
 class _Doc:
     """One document being evaluated: lazily tokenised fields and term occurrences."""
 
-    __slots__ = ("candidates", "folded", "occ", "regexes", "texts", "tokens")
+    __slots__ = ("candidates", "folded", "keys", "near_plans", "occ", "regexes", "texts", "tokens")
 
     def __init__(
         self,
@@ -248,8 +365,12 @@ class _Doc:
         candidates: set[tuple[Any, ...]],
         regexes: dict[tuple[Any, ...], Any],
         folded: dict[str, str] | None = None,
+        keys: dict[int, tuple[Any, ...]] | None = None,
+        near_plans: dict[int, _NearPlan] | None = None,
     ) -> None:
         self.texts = texts
+        self.keys = keys if keys is not None else {}  # id(term) -> lexical key
+        self.near_plans = near_plans if near_plans is not None else {}
         self.candidates = candidates  # lexical keys that may occur (in some field)
         self.regexes = regexes
         self.folded = folded or {}
@@ -271,7 +392,7 @@ class _Doc:
         return Hit(term.text, name, start, end)
 
     def occurrences(self, term: Term, name: str) -> list[_Occ]:
-        key = _lex_key(term)
+        key = self.keys.get(id(term)) or _lex_key(term)
         if key not in self.candidates:
             return []
         found = self.occ.get((key, name))
@@ -304,6 +425,22 @@ class _Doc:
         return out
 
 
+# A NEAR's terms by field, with their lexical keys, worked out once per compiled node:
+# per field searched, the (term, key) pairs of the left and of the right operand.
+_Side = list[tuple[Term, tuple[Any, ...]]]
+_NearPlan = list[tuple[str, _Side, _Side]]
+
+
+def _near_plan(node: Near, keys: Mapping[int, tuple[Any, ...]]) -> _NearPlan:
+    left_terms, right_terms = terms(node.left), terms(node.right)
+    names = dict.fromkeys(n for t in left_terms + right_terms for n in _fields(t))
+
+    def side(ts: list[Term], name: str) -> _Side:
+        return [(t, keys.get(id(t)) or _lex_key(t)) for t in ts if name in _fields(t)]
+
+    return [(name, side(left_terms, name), side(right_terms, name)) for name in names]
+
+
 # A hit before its offsets are resolved: only matching rules pay for offsets.
 _RawHit = tuple[Term, str, _Occ]
 
@@ -311,6 +448,10 @@ _RawHit = tuple[Term, str, _Occ]
 def _evaluate(node: Node, doc: _Doc) -> tuple[bool, list[_RawHit]]:
     """Truth of `node` and the positive hits of its satisfied parts."""
     if isinstance(node, Term):
+        # Most terms of a big alias are absent: answer those before any per-field work.
+        key = doc.keys.get(id(node))
+        if (key if key is not None else _lex_key(node)) not in doc.candidates:
+            return False, []
         hits = [
             (node, name, occ)
             for name in _fields(node)
@@ -331,7 +472,13 @@ def _evaluate(node: Node, doc: _Doc) -> tuple[bool, list[_RawHit]]:
         return True, hits
     if isinstance(node, Or):
         hits, any_true = [], False
+        keys, cands = doc.keys, doc.candidates
         for child in node.children:
+            # an alias's absent words, skipped without a call
+            if child.__class__ is Term:
+                key = keys.get(id(child))
+                if key is not None and key not in cands:
+                    continue
             truth, child_hits = _evaluate(child, doc)
             if truth:
                 any_true = True
@@ -343,26 +490,30 @@ def _evaluate(node: Node, doc: _Doc) -> tuple[bool, list[_RawHit]]:
 
 
 def _evaluate_near(node: Near, doc: _Doc) -> tuple[bool, list[_RawHit]]:
-    left_terms, right_terms = terms(node.left), terms(node.right)
-    names = dict.fromkeys(n for t in left_terms + right_terms for n in _fields(t))
-    hits: list[_RawHit] = []
-    for name in names:
+    plan = doc.near_plans.get(id(node))
+    if plan is None:
+        plan = doc.near_plans[id(node)] = _near_plan(node, doc.keys)
+    distance, cands = node.distance, doc.candidates
+    hits: dict[_RawHit, None] = {}  # a dict: dense text pairs the same occurrences often
+    for name, left, right in plan:
         if name not in doc.texts:
             continue
-        lefts = [(t, o) for t in left_terms if name in _fields(t) for o in doc.occurrences(t, name)]
+        lefts = [(t, o) for t, k in left if k in cands for o in doc.occurrences(t, name)]
         if not lefts:
             continue
-        rights = [
-            (t, o) for t in right_terms if name in _fields(t) for o in doc.occurrences(t, name)
-        ]
+        rights = [(t, o) for t, k in right if k in cands for o in doc.occurrences(t, name)]
+        if not rights:
+            continue
         for lt, lo in lefts:
+            lo_first, lo_last = lo[0], lo[1]
             for rt, ro in rights:
                 # words strictly between the two occurrences; overlapping ones do not count
-                gap = ro[0] - lo[1] - 1 if ro[0] > lo[1] else lo[0] - ro[1] - 1
-                if 0 <= gap <= node.distance:
-                    hits.append((lt, name, lo))
-                    hits.append((rt, name, ro))
-    return bool(hits), hits
+                r_first = ro[0]
+                gap = r_first - lo_last - 1 if r_first > lo_last else lo_first - ro[1] - 1
+                if 0 <= gap <= distance:
+                    hits[(lt, name, lo)] = None
+                    hits[(rt, name, ro)] = None
+    return bool(hits), list(hits)
 
 
 def _sorted_hits(hits: list[Hit]) -> tuple[Hit, ...]:
@@ -378,16 +529,22 @@ class RuleSet:
 
         self.rules = rules
         self.prefilter = prefilter
-        all_terms = {t for r in rules for t in terms(r.node)}
+        rule_terms = [terms(r.node) for r in rules]
+        # id(term) -> lexical key; the rules of one compile share their aliases' Term objects
+        instances = {id(t): t for ts in rule_terms for t in ts}
+        keys = self._keys = {i: _lex_key(t) for i, t in instances.items()}
+        self._near_plans: dict[int, _NearPlan] = {}
+        all_terms = set(instances.values())
         self._regexes = {
-            _lex_key(t): compile_regex(t.regex, t.flags) for t in all_terms if t.regex is not None
+            keys[id(t)]: compile_regex(t.regex, t.flags) for t in all_terms if t.regex is not None
         }
         word_keys: dict[str, dict[tuple[Any, ...], None]] = {}
         regex_keys: dict[str, dict[tuple[Any, ...], None]] = {}
         for term in sorted(all_terms, key=lambda t: (t.text, t.words, t.prefix, t.flags)):
             target = regex_keys if term.regex is not None else word_keys
+            key = keys[id(term)]
             for name in _fields(term):
-                target.setdefault(name, {})[_lex_key(term)] = None
+                target.setdefault(name, {})[key] = None
         self._word_fields = [n for n in FIELDS if n in word_keys]
         self._regex_fields = [n for n in FIELDS if n in regex_keys]
         self._sets = {
@@ -398,22 +555,56 @@ class RuleSet:
             if n in word_keys or n in regex_keys
         }
         all_word_keys = {k: None for keys in word_keys.values() for k in keys}
-        self._token_index = {n: _TokenIndex(list(keys)) for n, keys in word_keys.items()}
+        self._field_word_keys = word_keys
+        self._token_indexes: dict[str, _TokenIndex] = {}  # built on first use: rarely needed
         self._by_first = _TokenIndex(list(all_word_keys))  # gate words -> candidate keys
         gate = _gate_pattern(all_word_keys)
         options = re2.Options()
         options.log_errors = False
         options.max_mem = _SET_MAX_MEM
-        self._gate = re2.compile(gate.encode(), options) if gate is not None else None
+        # The gate's boundaries are zero-width, so a match IS the word found: without
+        # captures RE2 locates it with its DFAs alone.
+        self._gate = (
+            re2.compile(gate.replace("(", "(?:").encode(), options) if gate is not None else None
+        )
+        # Per rule, the clauses it needs (None: an always-rule); and the anchor words: one
+        # clause per rule, every word key of the always-rules (their NOT terms matter too).
+        self._needs: list[list[frozenset[tuple[Any, ...]]] | None] = []
+        anchor_keys: dict[tuple[Any, ...], None] = {}
+        self._anchored = True  # False: some rule has no word anchor; skip the anchor test
+        for rule, ts in zip(rules, rule_terms, strict=True):
+            needed = None if rule.always else _clauses(rule.node, keys)
+            self._needs.append(needed)
+            if not needed:
+                anchor_keys.update((keys[id(t)], None) for t in ts if t.regex is None)
+                continue
+            anchor = _anchor(needed)
+            if any(k[0] == "re" for k in anchor):
+                self._anchored = False
+            anchor_keys.update((k, None) for k in anchor if k[0] == "w")
+        firsts = sorted({k[1][0] for k in anchor_keys})
+        self._anchor_words: tuple[str, ...] | None = None
+        self._anchor_search: Any = None
+        if len(firsts) <= _SUBSTRING_ANCHORS:
+            self._anchor_words = tuple(firsts)
+        else:
+            # Searched in the ORIGINAL fields, so most documents are never folded: ASCII
+            # case-insensitively, which is the fold unless a character that is (or folds
+            # into) part of a word lies beyond ASCII -- and any such character is a hit too.
+            words_re = _gate_pattern(anchor_keys).replace("(", "(?:")  # type: ignore[union-attr]
+            pattern = f"(?i:{words_re})|{_WORDISH_NON_ASCII_RE2}"
+            self._anchor_search = _raw_search(re2.compile(pattern.encode(), options))
+        self._gate_search = _raw_search(self._gate) if self._gate is not None else None
+        self._gate_findall = _raw_findall(self._gate) if self._gate is not None else None
         # lexical key -> the rules in which a term with that key is positive
         trigger: dict[tuple[Any, ...], set[int]] = {}
         for index, rule in enumerate(rules):
             for term in positive_terms(rule.node):
-                trigger.setdefault(_lex_key(term), set()).add(index)
+                trigger.setdefault(keys[id(term)], set()).add(index)
         self._trigger = trigger
         self._always = [i for i, r in enumerate(rules) if r.always]
         # With no candidate at all, only the always-rules can hold, and without hits.
-        nothing = _Doc({}, set(), self._regexes)
+        nothing = _Doc({}, set(), self._regexes, None, self._keys, self._near_plans)
         self._when_nothing = [
             RuleMatch(rules[i].item, rules[i].rule, ())
             for i in self._always
@@ -444,36 +635,71 @@ class RuleSet:
             compiled.append(CompiledRule(item, name, source, node, can_match_empty(node)))
         return cls(compiled, prefilter=prefilter)
 
+    def _token_index(self, name: str) -> _TokenIndex:
+        index = self._token_indexes.get(name)
+        if index is None:
+            keys = list(self._field_word_keys[name])
+            index = self._token_indexes[name] = _TokenIndex(keys)
+        return index
+
     def _candidates(
         self, texts: dict[str, str]
     ) -> tuple[set[tuple[Any, ...]], list[tuple[str, str]]]:
         """Lexical keys of the terms that may occur in some field (a superset), and the
         folded fields."""
         found: set[tuple[Any, ...]] = set()
+        anchors_tested = False
+        if self.prefilter == "gate" and self._anchored and self._gate is not None:
+            # The anchor test, before any folding (see the module docstring).
+            raw = "\n".join([texts[n] for n in self._word_fields if n in texts])
+            words = self._anchor_words
+            if words is None:
+                hit = self._anchor_search(raw.encode().replace(b"_", b" "))
+                anchors_tested = True
+            elif raw.isascii():  # then folding is lower(); else the folded test below
+                lowered = raw.lower()
+                hit = any(w in lowered for w in words)  # a substring: a superset of a word
+                anchors_tested = True
+            else:
+                hit = True
+            if raw and not hit:
+                # only an always-rule can hold, and only a regex of one may matter
+                self._regex_candidates(texts, found)
+                if not found:
+                    return found, []
         checked = [(n, normalize.fold_checked(texts[n])) for n in self._word_fields if n in texts]
         folded = [(n, f) for n, (f, _) in checked]
         if self.prefilter == "gate":
             if folded and self._gate is not None:
                 joined = "\n".join(f for _, f in folded)
+                words = self._anchor_words
+                if (
+                    self._anchored
+                    and not anchors_tested
+                    and words is not None
+                    and not any(w in joined for w in words)
+                ):
+                    self._regex_candidates(texts, found)  # as above
+                    if not found:
+                        return found, folded
                 # UTF-8 bytes skip the wrapper's str offset bookkeeping; the pattern's ASCII
                 # classes mean the same on bytes (a non-ASCII byte is never a word byte).
                 data = joined.encode().replace(b"_", b" ")
-                if self._gate.search(data) is None:
-                    pass  # the common case: no rule shares a word with this document
-                elif all(ascii_only for _, (_, ascii_only) in checked):
+                if all(ascii_only for _, (_, ascii_only) in checked):
                     # When every word is ASCII, the word found at a position is the whole
                     # token there (or a prefix of it), so the words found name every candidate.
-                    for groups in self._gate.findall(data):
-                        for word in groups if isinstance(groups, tuple) else (groups,):
-                            if word:
-                                found.update(self._by_first.keys_for(word.decode()))
+                    keys_for = self._by_first.keys_for
+                    for word in self._gate_findall(data):  # type: ignore[misc]
+                        found.update(keys_for(word.decode()))
+                elif not self._gate_search(data):  # type: ignore[misc]
+                    pass  # no rule shares a word with this document
                 else:
                     # Elsewhere an ASCII \b may cut a word ("caf|é"): take the exact tokens.
                     for name, text in folded:
-                        found.update(self._token_index[name].candidates(text))
+                        found.update(self._token_index(name).candidates(text))
         elif self.prefilter == "tokens":
             for name, text in folded:
-                found.update(self._token_index[name].candidates(text))
+                found.update(self._token_index(name).candidates(text))
         elif self.prefilter == "re2-set":
             for name, text in folded:
                 fs = self._sets[name]
@@ -481,11 +707,15 @@ class RuleSet:
         else:
             for name, _ in folded:
                 found.update(self._sets[name].word_keys)
+        self._regex_candidates(texts, found)
+        return found, folded
+
+    def _regex_candidates(self, texts: dict[str, str], found: set[tuple[Any, ...]]) -> None:
+        """Add the keys of the regex terms that occur in `texts` to `found`."""
         for name in self._regex_fields:
             if name in texts:
                 fs = self._sets[name]
                 found.update(fs.regex_keys[i] for i in fs.regexes.Match(texts[name]) or ())
-        return found, folded
 
     def match(self, doc: Mapping[str, str]) -> list[RuleMatch]:
         """The rules `doc` satisfies, in compile order, each with its positive hits.
@@ -505,7 +735,14 @@ class RuleSet:
         todo = set(self._always)
         for key in candidates:
             todo.update(self._trigger.get(key, ()))
-        state = _Doc(texts, candidates, self._regexes, dict(folded))
+        if self.prefilter != "none":  # the reference evaluates every triggered rule
+            needs = self._needs
+            todo = {
+                i
+                for i in todo
+                if (needed := needs[i]) is None or all(not c.isdisjoint(candidates) for c in needed)
+            }
+        state = _Doc(texts, candidates, self._regexes, dict(folded), self._keys, self._near_plans)
         out: list[RuleMatch] = []
         for index in sorted(todo):
             rule = self.rules[index]

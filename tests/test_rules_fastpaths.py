@@ -1,0 +1,185 @@
+"""The engine's fast paths give the reference evaluator's answers.
+
+The gate first asks whether a document holds any anchor word (substring tests for a few
+anchors, one RE2 search of the unfolded text for many), and words of ASCII text are split
+without a regex: each path is cross-checked here against `prefilter="none"`, on text
+chosen to break them (ligatures, fullwidth letters, the Kelvin sign, underscores, curly
+quotes). Also: the engine version is part of every rule hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from catalysts.errors import RuleSyntaxError
+from catalysts.rules import RuleSet, canonical, normalize, parse, parse_rule, rule_hash
+
+ALIASES = {"vcs": ["Sequoia", "a16z", "Andreessen Horowitz"], "oai": ["OpenAI", "Sam Altman"]}
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Enough distinct words that the anchors go to the RE2 search, not substring tests.
+FILLER_RULES = [
+    (f"filler-{i}", "signal", f"{a} AND ({b} OR {c}*)")
+    for i, (a, b, c) in enumerate(
+        [
+            ("alpha", "beta", "gamm"),
+            ("delta", "epsilon", "zet"),
+            ("theta", "iota", "kapp"),
+            ("lambda", "mu", "nu"),
+            ("omicron", "pi", "rh"),
+            ("sigma", "tau", "upsil"),
+            ("phi", "chi", "ps"),
+            ("omega", "ampersand", "tild"),
+            ("harbor", "vessel", "cargo"),
+            ("quarry", "granite", "marbl"),
+            ("falcon", "hawk", "eagl"),
+            ("meadow", "clover", "dais"),
+            ("glacier", "fjord", "tundr"),
+        ]
+    )
+]
+RULES = [
+    *FILLER_RULES,
+    ("ipo", "signal", '@oai AND (IPO OR "files for IPO" OR "go public")'),
+    ("vc", "confirm", "@vcs NEAR/3 (crypto OR AI)"),
+    ("file", "signal", "file* AND title:report"),
+    ("kelvin", "signal", "kilo NEAR/2 watt"),
+    ("snake", "signal", "open AND ai"),
+    ("cafe", "signal", "café OR 東京"),
+    ("quiet", "signal", "NOT /spam/i"),  # an always-rule whose regex matters
+    ("re", "confirm", r"/\bS-1\b/ AND sec"),
+]
+WORDS = [
+    "OpenAI",
+    "Sam",
+    "Altman",
+    "IPO",
+    "files",
+    "for",
+    "go",
+    "public",
+    "Sequoia",
+    "a16z",
+    "Andreessen",
+    "Horowitz",
+    "crypto",
+    "AI",
+    "\ufb01le",  # the ligature: folds to "file"
+    "\ufb01les",
+    "ＩＰＯ",  # fullwidth: folds to "ipo"
+    "report",
+    "\u212ailo",  # Kelvin sign: folds to "kilo"
+    "kilo",
+    "watt",
+    "open_ai",
+    "open",
+    "ai",
+    "cafe\u0301",
+    "café",
+    "東京都",
+    "東京",
+    "SPAM",
+    "S-1",
+    "SEC",
+    "alpha",
+    "beta",
+    "gammas",
+    "ZETA",
+    "harbor",
+    "cargoes",
+    "the",
+    "said",
+]
+SEPS = [" ", ", ", " - ", "'", "“", "” ", ". ", "\n", "—", "_", "\u00a0"]
+
+
+def texts() -> st.SearchStrategy[str]:
+    sep = st.sampled_from(SEPS)
+    return st.lists(st.tuples(st.sampled_from(WORDS), sep), max_size=14).map(
+        lambda parts: "".join(w + s for w, s in parts)
+    )
+
+
+DOCS = st.fixed_dictionaries({"title": texts(), "summary": texts()})
+MANY = RuleSet.compile(RULES, ALIASES)  # type: ignore[arg-type]
+MANY_REFERENCE = RuleSet.compile(RULES, ALIASES, prefilter="none")  # type: ignore[arg-type]
+FEW_RULES = [r for r in RULES if not r[0].startswith("filler")]
+FEW = RuleSet.compile(FEW_RULES, ALIASES)  # type: ignore[arg-type]
+FEW_REFERENCE = RuleSet.compile(FEW_RULES, ALIASES, prefilter="none")  # type: ignore[arg-type]
+
+
+def test_the_rule_sets_take_the_paths_under_test() -> None:
+    # If the thresholds move, these tests must still reach both anchor tests.
+    assert MANY._anchor_search is not None
+    assert FEW._anchor_words is not None and FEW._anchor_search is None
+
+
+@SETTINGS
+@given(DOCS)
+def test_many_rules_agree_with_the_reference(doc: dict[str, str]) -> None:
+    assert MANY.match(doc) == MANY_REFERENCE.match(doc)
+
+
+@SETTINGS
+@given(DOCS)
+def test_few_rules_agree_with_the_reference(doc: dict[str, str]) -> None:
+    assert FEW.match(doc) == FEW_REFERENCE.match(doc)
+
+
+@pytest.mark.parametrize("engine", [MANY, FEW], ids=["re2-anchors", "substring-anchors"])
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("\ufb01les show a report", ["file"]),  # the anchor is found only after folding
+        ("The ＩＰＯ of OpenAI", ["ipo"]),
+        ("\u212ailo and watt", ["kelvin"]),
+        ("open_ai", ["snake"]),  # `_` separates words
+        ("Le cafe\u0301 ouvre", ["cafe"]),
+        ("nothing here", ["quiet"]),
+        ("SPAM nothing else", []),  # the always-rule's regex is seen with no anchor word
+    ],
+)
+def test_folded_anchors_are_found(engine: RuleSet, title: str, expected: list[str]) -> None:
+    found = [m.item for m in engine.match({"title": title})]
+    assert [i for i in found if i != "quiet"] == [i for i in expected if i != "quiet"]
+    assert ("quiet" in found) is ("spam" not in title.lower())
+
+
+def test_dense_near_keeps_each_hit_once() -> None:
+    ruleset = RuleSet.compile([("n", "signal", "ai NEAR/2 crypto")], {})
+    title = "ai crypto ai crypto ai crypto"
+    (match,) = ruleset.match({"title": title})
+    assert [title[h.start : h.end] for h in match.hits] == ["ai", "crypto"] * 3
+    reference = RuleSet.compile([("n", "signal", "ai NEAR/2 crypto")], {}, prefilter="none")
+    assert reference.match({"title": title}) == [match]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("abcXYZ019 _-'.,\n\t“”—\u00a0é\ufb01東"), max_size=60))
+def test_words_of_matches_tokenize(text: str) -> None:
+    assert normalize.words_of(normalize.fold(text)) == list(normalize.tokenize(text).words)
+
+
+def test_lexer_positions_skip_leading_whitespace() -> None:
+    for source, position in [("  a AND", 4), ("a   nope:b", 4), ("x \t/ab/q", 7)]:
+        with pytest.raises(RuleSyntaxError) as info:
+            parse_rule(source)
+        assert info.value.position == position, source
+    assert canonical(parse_rule("  title:IPO   OR  a ")) == canonical(parse_rule("title:IPO OR a"))
+
+
+def test_rule_hash_includes_the_engine_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = "@oai AND IPO"
+    expected = hashlib.sha256(
+        f"catalysts-rules-{parse.ENGINE_VERSION}\n{canonical(parse_rule(source, ALIASES))}".encode()
+    ).hexdigest()
+    before = rule_hash(source, ALIASES)
+    assert before == expected
+    monkeypatch.setattr(parse, "ENGINE_VERSION", parse.ENGINE_VERSION + 1)
+    after = rule_hash(source, ALIASES)
+    assert after != before
+    assert rule_hash(source, ALIASES) == after  # still deterministic
