@@ -70,12 +70,16 @@ def _record_observations(
     wl: Watchlist, store: Store, statuses: list[ItemStatus], evidence: list[Evidence]
 ) -> None:
     """Record each item whose status now differs from the last recorded one (as `status` does)."""
+    from dataclasses import replace
+
     from catalysts.digest import net_changes
 
-    last: dict[str, Status] = {}
-    for change in store.status_changes():
-        last[change.item] = change.new
-    store.record_status_changes(net_changes(wl, statuses, last, evidence))
+    last: dict[str, Status] = store.last_statuses(st.item.id for st in statuses)
+    changes = net_changes(wl, statuses, last, evidence)
+    # The digest read evidence without hits; the record keeps the matched terms.
+    store.record_status_changes(
+        [replace(c, evidence=tuple(store.with_hits(c.evidence))) for c in changes]
+    )
 
 
 def _write(path: Path | None, text: str) -> None:
@@ -123,6 +127,7 @@ def digest_cmd(
 
     Feed text is neutralised; the body stays under GitHub's 65,536-character limit.
     """
+    from catalysts.cli.report_cmds import quick_gc, session
     from catalysts.digest import (
         build_digest,
         chart_scores,
@@ -131,22 +136,20 @@ def digest_cmd(
         previous_statuses,
         render_markdown,
     )
-    from catalysts.ingest import sync_matches
     from catalysts.status import evaluate_all
-    from catalysts.store import Store
     from catalysts.timeutil import parse_when, utcnow
-    from catalysts.watchlist import load_watchlist
 
     now = utcnow()
     try:
         when = now if at is None else parse_when(at, now)
     except ValueError as exc:
         raise _bad("--at", str(exc)) from None
-    wl = load_watchlist(watchlist)
-    with Store.open(db) as store:
+    # The same session as `status`: the cached validated watchlist, stored matches brought
+    # in step with edited rules, and no garbage-collector rescans of the imports.
+    with quick_gc(), session(watchlist, db) as (wl, store):
         start, label, recorded = _since(since, when, now, store)
-        sync_matches(wl, store)
-        evidence = store.evidence(until=when)
+        # The digest shows titles, feeds and dates, never matched terms: skip decoding hits.
+        evidence = store.evidence(until=when, hits=False)
         health = store.feed_health(wl.feeds)
         statuses = evaluate_all(wl, evidence, when, health=health, now=now)
         previous = (

@@ -71,7 +71,7 @@ def _open(db: Path | None) -> Store:
 
 
 @contextmanager
-def _session(
+def session(
     path: Path, db: Path | None, check: Callable[[Watchlist], None] | None = None
 ) -> Iterator[tuple[Watchlist, Store]]:
     """The validated watchlist and the open store, with stored matches in step with its rules.
@@ -296,12 +296,12 @@ def status_cmd(
     """
     if offline and fetch:
         raise typer.BadParameter("use --offline or --fetch, not both", param_hint="'--fetch'")
-    with _quick_gc():
+    with quick_gc():
         _status(watchlist, db, at, offline, fetch, kind, thesis, status, as_json)
 
 
 @contextmanager
-def _quick_gc() -> Iterator[None]:
+def quick_gc() -> Iterator[None]:
     """Keep the garbage collector from rescanning what the imports created, for one command.
 
     `status` allocates tens of thousands of short-lived objects (rows, evidence) in a
@@ -339,7 +339,7 @@ def _status(
         if thesis is not None and thesis not in {t.id for t in wl.theses}:
             raise CatalystsError(_unknown("thesis", thesis, [t.id for t in wl.theses]))
 
-    with _session(watchlist, db, known_thesis) as (wl, store):
+    with session(watchlist, db, known_thesis) as (wl, store):
         last_fetch = store.last_fetch_time()
         stale_store = last_fetch is None or now - last_fetch > wl.settings.max_age
         if wl.feeds and not offline and (fetch or stale_store):
@@ -409,7 +409,7 @@ def show_cmd(
         if wl.item(item) is None:
             raise CatalystsError(_unknown("item", item, [i.id for i in wl.items]))
 
-    with _session(watchlist, db, known_item) as (wl, store):
+    with session(watchlist, db, known_item) as (wl, store):
         spec = wl.item(item)
         assert spec is not None  # checked by known_item
         evidence = store.evidence([spec.id], until=when)
