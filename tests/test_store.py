@@ -736,3 +736,21 @@ def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
             ("ok", rounds * 5, str(rounds - 1))
         ] * 2
         assert store.stale_rules({("item", "signal"): "h"}) == []
+
+
+def test_a_change_already_recorded_by_a_concurrent_run_is_not_recorded_again(
+    store: Store,
+) -> None:
+    first = StatusChange("a", T0, "quiet", "building", "score 2.1 >= 2.0")
+    store.record_status_changes([first])
+    # A second `status` run that read the history before the first one wrote it.
+    store.record_status_changes([dataclasses.replace(first, at=T0 + timedelta(seconds=1))])
+    assert [(c.old, c.new) for c in store.status_changes("a")] == [("quiet", "building")]
+    # A real sequence in one batch is kept whole.
+    store.record_status_changes(
+        [
+            StatusChange("a", T0 + DAY, "building", "quiet", "score fell"),
+            StatusChange("a", T0 + 2 * DAY, "quiet", "building", "score 2.5 >= 2.0"),
+        ]
+    )
+    assert [c.new for c in store.status_changes("a")] == ["building", "quiet", "building"]

@@ -842,14 +842,29 @@ class Store:
     # --- history and digests ---------------------------------------------------------------
 
     def record_status_changes(self, changes: Sequence[StatusChange]) -> None:
-        """Append status changes (with their evidence, copied) in one transaction."""
+        """Append status changes (with their evidence, copied) in one transaction.
+
+        A change to the status an item already has as its newest record is skipped: two
+        `status` runs at once both see the same change, and only the first records it.
+        The check and the insert share one write transaction, so the race cannot slip in.
+        """
         if not changes:
             return
         with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO status_changes (item, at, old, new, reason, evidence)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [
+            newest: dict[str, str | None] = {}
+            rows = []
+            for c in changes:
+                if c.item not in newest:
+                    row = db.execute(
+                        "SELECT new FROM status_changes WHERE item = ?"
+                        " ORDER BY at DESC, id DESC LIMIT 1",
+                        (c.item,),
+                    ).fetchone()
+                    newest[c.item] = row[0] if row else None
+                if newest[c.item] == c.new:
+                    continue
+                newest[c.item] = c.new
+                rows.append(
                     (
                         c.item,
                         _ts(c.at),
@@ -858,8 +873,11 @@ class Store:
                         c.reason,
                         _dumps([_evidence_to_json(e) for e in c.evidence]),
                     )
-                    for c in changes
-                ],
+                )
+            db.executemany(
+                "INSERT INTO status_changes (item, at, old, new, reason, evidence)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
             )
 
     def status_changes(
