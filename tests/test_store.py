@@ -457,10 +457,8 @@ def test_iteration_allows_writes_between_items(store: Store) -> None:
 
 
 def test_iter_documents_matches_rules_document(store: Store) -> None:
-    try:
-        from catalysts.rules import document
-    except ImportError:
-        pytest.skip("catalysts.rules.document is not available yet")
+    from catalysts.rules import document
+
     fetch(store, COINDESK, [entry(1)], feed_title="CoinDesk")
     [(row_id, doc)] = list(store.iter_documents())
     [(row_again, _, stored)] = list(store.iter_entries())
