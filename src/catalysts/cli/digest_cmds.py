@@ -21,7 +21,6 @@ from catalysts.cli.app import DEFAULT_WATCHLIST, AtOpt, DbOpt, WatchlistOpt, app
 from catalysts.errors import CatalystsError
 
 if TYPE_CHECKING:
-    from catalysts.models import Evidence, ItemStatus, Status, Watchlist
     from catalysts.store import Store
 
 
@@ -64,22 +63,6 @@ def _since(
     if since >= at:
         raise _bad("--since", f"{text} is not before the digest time")
     return since, f"since {text}", None
-
-
-def _record_observations(
-    wl: Watchlist, store: Store, statuses: list[ItemStatus], evidence: list[Evidence]
-) -> None:
-    """Record each item whose status now differs from the last recorded one (as `status` does)."""
-    from dataclasses import replace
-
-    from catalysts.digest import net_changes
-
-    last: dict[str, Status] = store.last_statuses(st.item.id for st in statuses)
-    changes = net_changes(wl, statuses, last, evidence)
-    # The digest read evidence without hits; the record keeps the matched terms.
-    store.record_status_changes(
-        [replace(c, evidence=tuple(store.with_hits(c.evidence))) for c in changes]
-    )
 
 
 def _write(path: Path | None, text: str) -> None:
@@ -127,7 +110,7 @@ def digest_cmd(
 
     Feed text is neutralised; the body stays under GitHub's 65,536-character limit.
     """
-    from catalysts.cli.report_cmds import quick_gc, session
+    from catalysts.cli.report_cmds import quick_gc, record_observed, session
     from catalysts.digest import (
         build_digest,
         chart_scores,
@@ -183,5 +166,5 @@ def digest_cmd(
         # every real digest until that day came.
         if not dry_run and when <= now:
             if at is None:
-                _record_observations(wl, store, statuses, evidence)
+                record_observed(wl, store, statuses)
             store.record_digest(when, previous_statuses(statuses))

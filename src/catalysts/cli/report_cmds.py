@@ -206,8 +206,11 @@ def _fetch_first(wl: Watchlist, store: Store, now: datetime) -> None:
     stderr().print(render_fetch.total_line(reports, time.perf_counter() - started))
 
 
-def _record(wl: Watchlist, store: Store, statuses: list[ItemStatus]) -> None:
-    """Record each item whose status at the present differs from the last recorded one."""
+def record_observed(wl: Watchlist, store: Store, statuses: list[ItemStatus]) -> None:
+    """Record each item whose status at the present differs from the last recorded one.
+
+    Shared by `status` and `digest`, so the two record the same changes the same way.
+    """
     from catalysts.status import changes_since
 
     last: dict[str, Status] = store.last_statuses(st.item.id for st in statuses)
@@ -352,7 +355,7 @@ def _status(
         health = store.feed_health(wl.feeds)
         statuses, any_evidence = _read_and_evaluate(wl, store, when, now, health, as_json)
         if at is None:
-            _record(wl, store, statuses)
+            record_observed(wl, store, statuses)
         empty = not any_evidence and store.entry_count() == 0
 
     shown = [
