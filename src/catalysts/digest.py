@@ -40,6 +40,7 @@ from catalysts.models import (
     StatusChange,
     Watchlist,
 )
+from catalysts.timeutil import iso
 
 __all__ = [
     "BODY_LIMIT",
@@ -188,12 +189,6 @@ def _day(dt: datetime) -> str:
 
 def _minute(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- the digest model ------------------------------------------------------------------------
@@ -680,8 +675,8 @@ def digest_json(digest: Digest) -> dict[str, object]:
         )
     return {
         "title": digest.title,
-        "at": _iso(digest.at),
-        "since": _iso(digest.since),
+        "at": iso(digest.at),
+        "since": iso(digest.since),
         "since_label": digest.since_label,
         "changes": [
             {
@@ -689,8 +684,8 @@ def digest_json(digest: Digest) -> dict[str, object]:
                 "title": statuses[c.item].item.title,
                 "old": c.old,
                 "new": c.new,
-                "at": _iso(c.at),
-                "since": _iso(statuses[c.item].since),
+                "at": iso(c.at),
+                "since": iso(statuses[c.item].since),
                 "reason": c.reason,
                 "evidence": [_evidence_json(ev) for ev in c.evidence],
             }
@@ -704,7 +699,7 @@ def digest_json(digest: Digest) -> dict[str, object]:
                 "status": h.status,
                 "problem": problems.get(h.id),
                 "last_error": h.last_error,
-                "last_success": _iso(h.last_success),
+                "last_success": iso(h.last_success),
                 "consecutive_failures": h.consecutive_failures,
             }
             for h in digest.feeds

@@ -63,6 +63,7 @@ from catalysts.models import (
     StatusChange,
     Watchlist,
 )
+from catalysts.timeutil import iso
 
 TREND_DAYS = 14
 
@@ -538,12 +539,6 @@ def changes_since(
 # --- machine-readable form (DESIGN section 9), shared by `status --json`, `show --json` ------
 
 
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def evidence_json(ev: Evidence) -> dict[str, object]:
     """One piece of evidence as JSON: title, link, feed, published (null when undated)."""
     return {
@@ -551,8 +546,8 @@ def evidence_json(ev: Evidence) -> dict[str, object]:
         "link": ev.link,
         "feed": ev.feed,
         "rule": ev.rule,
-        "published": _iso(ev.time) if ev.dated else None,
-        "time": _iso(ev.time),
+        "published": iso(ev.time) if ev.dated else None,
+        "time": iso(ev.time),
         "terms": list(ev.terms),
     }
 
@@ -560,7 +555,7 @@ def evidence_json(ev: Evidence) -> dict[str, object]:
 def change_json(change: StatusChange) -> dict[str, object]:
     """One status change as JSON."""
     return {
-        "at": _iso(change.at),
+        "at": iso(change.at),
         "old": change.old,
         "new": change.new,
         "reason": change.reason,
@@ -585,7 +580,7 @@ def item_json(st: ItemStatus) -> dict[str, object]:
         "evidence": len(st.evidence),
         "last_evidence": evidence_json(last) if last is not None else None,
         "by": item.by.isoformat() if item.by is not None else None,
-        "since": _iso(st.since),
+        "since": iso(st.since),
         "trend": [round(x, 3) for x in st.trend],
         "trigger": evidence_json(st.trigger) if st.trigger is not None else None,
         "override_note": st.override_note,

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from catalysts import models
 from catalysts.errors import Problem, RuleSyntaxError, WatchlistError
-from catalysts.timeutil import DURATION_PATTERN, parse_date, parse_duration
+from catalysts.timeutil import parse_date, parse_duration
 
 if TYPE_CHECKING:
     import yaml
@@ -45,7 +45,6 @@ RULE_KEYS: tuple[str, ...] = ("signal", "confirm")
 
 _ID = re.compile(ID_PATTERN)
 _ALIAS = re.compile(ALIAS_PATTERN)
-_DURATION = re.compile(DURATION_PATTERN)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 
 _TAG = "tag:yaml.org,2002:"

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from catalysts.cli.app import DEFAULT_WATCHLIST, DbOpt, JsonOpt, WatchlistOpt, app
 from catalysts.errors import RunFailed
-from catalysts.models import FeedHealth, FetchReport
+
+if TYPE_CHECKING:
+    from catalysts.models import FeedHealth, FetchReport
 
 _NAMED = 10  # failing feeds named in the one-line error; the table lists them all
 

@@ -18,6 +18,7 @@ from rich.text import Text
 from catalysts.models import Evidence, FeedHealth, ItemStatus, StatusChange
 from catalysts.render import safe
 from catalysts.render.console import stdout
+from catalysts.render.match import highlighted
 
 SPARKS = "▁▂▃▄▅▆▇█"
 HISTORY_SHOWN = 20  # `show` lists the latest status changes; --json has every one
@@ -177,28 +178,8 @@ def footer(health: Sequence[FeedHealth], last_fetch: datetime | None, now: datet
 
 
 def highlighted_title(ev: Evidence) -> Text:
-    """The title with the words the rule matched in it styled `match`.
-
-    Hit offsets index the title as the matcher saw it; each piece between offsets is
-    cleaned on its own, so stripping a control character cannot shift a highlight.
-    """
-    title = ev.title or ""
-    spans = sorted(
-        (h.start, h.end)
-        for h in ev.hits
-        if h.field == "title" and 0 <= h.start < h.end <= len(title)
-    )
-    out = Text()
-    pos = 0
-    for start, end in spans:
-        start = max(start, pos)
-        if start >= end:
-            continue
-        out.append(safe.clean(title[pos:start]))
-        out.append(safe.clean(title[start:end]), style="match")
-        pos = end
-    out.append(safe.clean(title[pos:]))
-    return out
+    """The title with the words the rule matched in it styled `match`."""
+    return highlighted(ev.title or "", ev.hits)
 
 
 def _terms_outside_title(ev: Evidence) -> str:
