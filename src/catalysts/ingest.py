@@ -150,39 +150,42 @@ def fetch_feeds(
     from catalysts import http
 
     feeds = select_feeds(watchlist, only)
-    sync_matches(watchlist, store)
-    rules = _compile(watchlist)
+    hashes = rule_hashes(watchlist)  # parses every rule: once per run
+    sync_matches(watchlist, store, hashes)
+    rules = _compile(watchlist, hashes)
     health = {h.id: h for h in store.feed_health(feeds)}
     named = set(only)
 
     reports: dict[str, FetchReport] = {}
     requests: list[Request] = []
-    for feed in feeds:
-        state = health.get(feed.id)
-        bypass = force or feed.id in named
-        if state is not None and not bypass and _backing_off(state, now):
-            report = FetchReport(
-                id=feed.id,
-                result="error",
-                error=(
-                    f"backing off until {_iso(state.next_retry)} after "
-                    f"{state.consecutive_failures} failure"
-                    f"{'s' if state.consecutive_failures != 1 else ''} (use --force to retry now)"
-                ),
-            )
-            reports[feed.id] = report
-            if on_report:
-                on_report(report)
-            continue
-        etag, last_modified = store.http_state(feed.id)
-        requests.append(
-            http.Request(feed_id=feed.id, url=feed.url, etag=etag, last_modified=last_modified)
-        )
 
     def report(outcome: FetchReport) -> None:
         reports[outcome.id] = outcome
         if on_report:
             on_report(outcome)
+
+    for feed in feeds:
+        state = health.get(feed.id)
+        bypass = force or feed.id in named
+        if state is not None and not bypass and _backing_off(state, now):
+            report(
+                FetchReport(
+                    id=feed.id,
+                    result="error",
+                    error=(
+                        f"backing off until {_iso(state.next_retry)} after "
+                        f"{state.consecutive_failures} failure"
+                        f"{'s' if state.consecutive_failures != 1 else ''}"
+                        " (use --force to retry now)"
+                    ),
+                )
+            )
+            continue
+        # feed_health already carries the conditional-GET state: no query per feed.
+        etag, last_modified = (state.etag, state.last_modified) if state else (None, None)
+        requests.append(
+            http.Request(feed_id=feed.id, url=feed.url, etag=etag, last_modified=last_modified)
+        )
 
     if requests:
         _run_pipeline(
@@ -198,21 +201,22 @@ def fetch_feeds(
         )
     for feed in feeds:  # http promised one response per request; do not trust it blindly
         if feed.id not in reports:
-            report = FetchReport(id=feed.id, result="error", error="no response (internal error)")
-            reports[feed.id] = report
-            if on_report:
-                on_report(report)
+            report(FetchReport(id=feed.id, result="error", error="no response (internal error)"))
     return [reports[f.id] for f in feeds]
 
 
-def sync_matches(watchlist: Watchlist, store: Store) -> list[RuleKey]:
+def sync_matches(
+    watchlist: Watchlist, store: Store, hashes: dict[RuleKey, str] | None = None
+) -> list[RuleKey]:
     """Re-match, over the stored history, every (item, rule) whose hash changed.
 
     Only the stale rules are compiled and run, so editing one item's rule touches only
     that item's matches. Rules are grouped by the feeds their item may match, and each
     group reads only those feeds' entries. Returns the (item, rule) pairs re-matched.
+    `hashes` are `rule_hashes(watchlist)` when the caller already has them.
     """
-    hashes = rule_hashes(watchlist)
+    if hashes is None:
+        hashes = rule_hashes(watchlist)
     stale = [k for k in (tuple(k) for k in store.stale_rules(hashes)) if k in hashes]
     if not stale:
         return []
@@ -561,10 +565,10 @@ def _rule_sources(watchlist: Watchlist) -> list[tuple[str, RuleName, str]]:
     return sources
 
 
-def _compile(watchlist: Watchlist) -> _Rules:
+def _compile(watchlist: Watchlist, hashes: dict[RuleKey, str]) -> _Rules:
     sources = _rule_sources(watchlist)
     aliases = {k: tuple(v) for k, v in watchlist.aliases.items()}
-    return _compile_spec(sources, aliases, _feeds_of(watchlist), rule_hashes(watchlist))
+    return _compile_spec(sources, aliases, _feeds_of(watchlist), hashes)
 
 
 def _compile_spec(

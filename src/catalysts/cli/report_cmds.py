@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
@@ -100,12 +100,16 @@ def session(
             check(wl)
         if store is None:
             store = _open(db)
-        if key is not None and cached is None:
-            _cache_watchlist(store, path, key, wl)
-        if hashes is None or store.stale_rules(hashes):
+        if hashes is None:
+            from catalysts.ingest import rule_hashes
+
+            hashes = rule_hashes(wl)
+            if key is not None:
+                _cache_watchlist(store, path, key, wl, hashes)
+        if store.stale_rules(hashes):
             from catalysts.ingest import sync_matches
 
-            sync_matches(wl, store)
+            sync_matches(wl, store, hashes)
         yield wl, store
     finally:
         if store is not None:
@@ -180,13 +184,14 @@ def _cached_watchlist(
     return wl, hashes
 
 
-def _cache_watchlist(store: Store, path: Path, key: str, wl: Watchlist) -> None:
+def _cache_watchlist(
+    store: Store, path: Path, key: str, wl: Watchlist, hashes: Mapping[tuple[str, str], str]
+) -> None:
     from catalysts.errors import StoreError
-    from catalysts.ingest import rule_hashes
     from catalysts.watchlist import to_json
 
-    hashes = [[item, rule, h] for (item, rule), h in rule_hashes(wl).items()]
-    doc = json.dumps({"watchlist": to_json(wl), "rule_hashes": hashes}, ensure_ascii=False)
+    rows = [[item, rule, h] for (item, rule), h in hashes.items()]
+    doc = json.dumps({"watchlist": to_json(wl), "rule_hashes": rows}, ensure_ascii=False)
     # Only a cache: a store another run is writing (or a read-only one) just misses it.
     with contextlib.suppress(StoreError):
         store.cache(_CACHE_PREFIX + str(path.absolute()), key, doc)
