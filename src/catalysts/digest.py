@@ -40,6 +40,7 @@ from catalysts.models import (
     StatusChange,
     Watchlist,
 )
+from catalysts.status import feed_weights
 from catalysts.timeutil import iso
 
 __all__ = [
@@ -296,7 +297,7 @@ def build_digest(
     """
     at = statuses[0].at if statuses else (now or since)
     now = now or at
-    weights = {f.id: f.weight for f in watchlist.feeds}
+    weights = feed_weights(watchlist)
     specs = {st.item.id: st.item for st in statuses}
 
     by_item: dict[str, list[Evidence]] = {}
@@ -725,7 +726,7 @@ def net_changes(
     """
     from catalysts.status import changes_since
 
-    weights = {f.id: f.weight for f in watchlist.feeds}
+    weights = feed_weights(watchlist)
     by_item: dict[str, list[Evidence]] = {}
     for ev in evidence:
         by_item.setdefault(ev.item, []).append(ev)

@@ -125,7 +125,7 @@ def rule_hashes(watchlist: Watchlist) -> dict[RuleKey, str]:
             joined = "\n".join(sorted(item.feeds)).encode()
             scope[item.id] = "@" + hashlib.sha256(joined).hexdigest()[:16]
     hashes: dict[RuleKey, str] = {}
-    for item_id, rule, source in _rule_sources(watchlist):
+    for item_id, rule, source in rule_sources(watchlist):
         hashes[(item_id, rule)] = rule_hash(source, watchlist.aliases) + scope.get(item_id, "")
     return hashes
 
@@ -226,7 +226,7 @@ def sync_matches(
     every = frozenset(f.id for f in watchlist.feeds)
     feeds_of = _feeds_of(watchlist)
     groups: dict[frozenset[str], list[tuple[str, RuleName, str]]] = {}
-    for item_id, rule, source in _rule_sources(watchlist):
+    for item_id, rule, source in rule_sources(watchlist):
         if (item_id, rule) in wanted:
             scope = feeds_of.get(item_id, every)
             groups.setdefault(scope, []).append((item_id, rule, source))
@@ -556,7 +556,8 @@ def _run_pipeline(
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _rule_sources(watchlist: Watchlist) -> list[tuple[str, RuleName, str]]:
+def rule_sources(watchlist: Watchlist) -> list[tuple[str, RuleName, str]]:
+    """Every (item, "signal"|"confirm", source) of the watchlist, in watchlist order."""
     sources: list[tuple[str, RuleName, str]] = []
     for item in watchlist.items:
         sources.append((item.id, "signal", item.signal))
@@ -566,7 +567,7 @@ def _rule_sources(watchlist: Watchlist) -> list[tuple[str, RuleName, str]]:
 
 
 def _compile(watchlist: Watchlist, hashes: dict[RuleKey, str]) -> _Rules:
-    sources = _rule_sources(watchlist)
+    sources = rule_sources(watchlist)
     aliases = {k: tuple(v) for k, v in watchlist.aliases.items()}
     return _compile_spec(sources, aliases, _feeds_of(watchlist), hashes)
 

@@ -351,7 +351,8 @@ class _Track:
         return changes
 
 
-def _weights(watchlist: Watchlist) -> dict[str, float]:
+def feed_weights(watchlist: Watchlist) -> dict[str, float]:
+    """Feed id -> credibility weight, as the score uses them."""
     return {f.id: f.weight for f in watchlist.feeds}
 
 
@@ -415,7 +416,7 @@ def evaluate_all(
     by_item: dict[str, list[Evidence]] = {}
     for ev in evidence:
         by_item.setdefault(ev.item, []).append(ev)
-    weights = _weights(watchlist)
+    weights = feed_weights(watchlist)
     settings = watchlist.settings
     complete_from = -math.inf if history_from is None else history_from.timestamp()
     statuses: dict[str, ItemStatus] = {}

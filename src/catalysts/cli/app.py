@@ -74,5 +74,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 
 AtOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--at", help="Evaluate as of this date or time (ISO 8601; default now)."),
+    typer.Option(
+        "--at",
+        help="Evaluate as of this time: YYYY-MM-DD (start of day, UTC), an ISO 8601 time,"
+        " today or yesterday (default: now).",
+    ),
 ]

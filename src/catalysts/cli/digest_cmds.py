@@ -110,7 +110,7 @@ def digest_cmd(
 
     Feed text is neutralised; the body stays under GitHub's 65,536-character limit.
     """
-    from catalysts.cli.report_cmds import quick_gc, record_observed, session
+    from catalysts.cli.report_cmds import quick_gc, record_observed, session, when_of
     from catalysts.digest import (
         build_digest,
         chart_scores,
@@ -120,13 +120,10 @@ def digest_cmd(
         render_markdown,
     )
     from catalysts.status import evaluate_all
-    from catalysts.timeutil import parse_when, utcnow
+    from catalysts.timeutil import utcnow
 
     now = utcnow()
-    try:
-        when = now if at is None else parse_when(at, now)
-    except ValueError as exc:
-        raise _bad("--at", str(exc)) from None
+    when = when_of(at, now)
     # The same session as `status`: the cached validated watchlist, stored matches brought
     # in step with edited rules, and no garbage-collector rescans of the imports.
     with quick_gc(), session(watchlist, db) as (wl, store):

@@ -47,7 +47,8 @@ class StatusChoice(str, Enum):
     stale = "stale"
 
 
-def _when(at_text: str | None, now: datetime) -> datetime:
+def when_of(at_text: str | None, now: datetime) -> datetime:
+    """The time an --at option names (now when absent); a bad value is a usage error."""
     from catalysts.timeutil import parse_when
 
     if at_text is None:
@@ -216,10 +217,10 @@ def record_observed(wl: Watchlist, store: Store, statuses: list[ItemStatus]) -> 
 
     Shared by `status` and `digest`, so the two record the same changes the same way.
     """
-    from catalysts.status import changes_since
+    from catalysts.status import changes_since, feed_weights
 
     last: dict[str, Status] = store.last_statuses(st.item.id for st in statuses)
-    weights = {f.id: f.weight for f in wl.feeds}
+    weights = feed_weights(wl)
     changes: list[StatusChange] = []
     for st in statuses:
         if last.get(st.item.id) == st.status:
@@ -341,7 +342,7 @@ def _status(
     from catalysts.timeutil import utcnow
 
     now = utcnow()
-    when = _when(at, now)
+    when = when_of(at, now)
 
     def known_thesis(wl: Watchlist) -> None:
         if thesis is not None and thesis not in {t.id for t in wl.theses}:
@@ -407,11 +408,11 @@ def show_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """One item: its why, rules, status history and evidence with matched words highlighted."""
-    from catalysts.status import evaluate, timeline
+    from catalysts.status import evaluate, feed_weights, timeline
     from catalysts.timeutil import utcnow
 
     now = utcnow()
-    when = _when(at, now)
+    when = when_of(at, now)
 
     def known_item(wl: Watchlist) -> None:
         if wl.item(item) is None:
@@ -422,7 +423,7 @@ def show_cmd(
         assert spec is not None  # checked by known_item
         evidence = store.evidence([spec.id], until=when)
         health = store.feed_health(wl.feeds)
-    weights = {f.id: f.weight for f in wl.feeds}
+    weights = feed_weights(wl)
     st = evaluate(
         spec, evidence, when, settings=wl.settings, weights=weights, health=health, now=now
     )

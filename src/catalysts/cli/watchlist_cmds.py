@@ -238,15 +238,14 @@ class _Matcher:
     """The watchlist's rules compiled once, tried on one text at a time."""
 
     def __init__(self, wl: Any) -> None:
+        from catalysts.ingest import rule_sources
         from catalysts.rules import RuleSet
         from catalysts.text import html_to_text
 
         self._plain = html_to_text
         self.items = {item.id: item for item in wl.items}
         self._order = {item.id: i for i, item in enumerate(wl.items)}
-        rules = [(item.id, "signal", item.signal) for item in wl.items]
-        rules += [(item.id, "confirm", item.confirm) for item in wl.items if item.confirm]
-        self._ruleset = RuleSet.compile(rules, wl.aliases)
+        self._ruleset = RuleSet.compile(rule_sources(wl), wl.aliases)
 
     def match(self, text: str) -> tuple[str, list[Any]]:
         """The plain text the rules saw, and the rules that matched it in watchlist order."""
