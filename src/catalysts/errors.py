@@ -75,17 +75,6 @@ class StoreError(CatalystsError):
     exit_code = ExitCode.STORE
 
 
-class FetchError(CatalystsError):
-    """One feed could not be fetched or parsed; recorded on the feed, never fatal to a run."""
-
-    exit_code = ExitCode.RUN_FAILED
-
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = url
-        self.reason = reason
-        super().__init__(f"{url}: {reason}")
-
-
 class RunFailed(CatalystsError):
     """A whole run failed (for fetch: every feed failed, or any feed with --strict)."""
 

@@ -339,7 +339,7 @@ def _record(
         store.record_fetch(feed, at=now, result="not-modified")
         return FetchReport(feed.id, "not-modified", seconds=seconds)
     error, retry_after = None, None
-    if response.result != "ok" or response.body is None:
+    if not response.ok or response.body is None:
         error, retry_after = _reason(response.error or "no body"), response.retry_after
     elif analysis is None or analysis.error:
         error = analysis.error if analysis else "not analysed (internal error)"
@@ -531,7 +531,7 @@ def _run_pipeline(
                 response = payload
                 seen.add(response.feed_id)
                 started = time.perf_counter()
-                if response.result != "ok" or response.body is None:
+                if not response.ok or response.body is None:
                     finish(response, None, started)
                     continue
                 feed = by_id[response.feed_id]
