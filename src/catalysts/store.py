@@ -855,12 +855,7 @@ class Store:
             rows = []
             for c in changes:
                 if c.item not in newest:
-                    row = db.execute(
-                        "SELECT new FROM status_changes WHERE item = ?"
-                        " ORDER BY at DESC, id DESC LIMIT 1",
-                        (c.item,),
-                    ).fetchone()
-                    newest[c.item] = row[0] if row else None
+                    newest[c.item] = _newest_status(db, c.item)
                 if newest[c.item] == c.new:
                     continue
                 newest[c.item] = c.new
@@ -919,13 +914,9 @@ class Store:
         out: dict[str, Status] = {}
         with self._read() as db:
             for item in dict.fromkeys(items):
-                row = db.execute(
-                    "SELECT new FROM status_changes WHERE item = ? ORDER BY at DESC, id DESC"
-                    " LIMIT 1",
-                    (item,),
-                ).fetchone()
-                if row is not None:
-                    out[item] = row[0]
+                status = _newest_status(db, item)
+                if status is not None:
+                    out[item] = status  # type: ignore[assignment]
         return out
 
     # --- cache -------------------------------------------------------------------------------
@@ -1057,3 +1048,12 @@ def _describe(path: Path, exc: sqlite3.Error) -> str:
     if "unable to open" in low:
         return f"cannot open store {path} ({reason})"
     return f"store {path}: {reason}"
+
+
+def _newest_status(db: sqlite3.Connection, item: str) -> str | None:
+    """The newest recorded status of one item (one index lookup), or None."""
+    row = db.execute(
+        "SELECT new FROM status_changes WHERE item = ? ORDER BY at DESC, id DESC LIMIT 1",
+        (item,),
+    ).fetchone()
+    return row[0] if row else None
