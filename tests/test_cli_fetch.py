@@ -210,3 +210,22 @@ def test_feed_age_and_conditional_state_helpers() -> None:
     h = FeedHealth("f", "u", "ok", etag='"x"', last_modified=None)
     assert render.conditional(h) == "etag"
     assert render.conditional(FeedHealth("f", "u", "never")) == "-"
+
+
+def test_a_leniently_read_feed_is_stored_and_its_warning_reported(env: Path, capsys) -> None:
+    lenient = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        b"<item><title>caf&eacute; &bull; ok</title><guid>1</guid></item></channel></rss>"
+    )
+    wl = write_watchlist(env, {"good": GOOD, "lenient": lenient})
+    db = env / "c.db"
+    code, out, _ = run(capsys, "fetch", "--json", "-w", str(wl), "--db", str(db))
+    assert code == 0
+    feeds = {f["id"]: f for f in json.loads(out)["feeds"]}
+    assert feeds["lenient"]["result"] == "new" and feeds["lenient"]["error"] is None
+    assert "undefined entity" in feeds["lenient"]["warning"]
+    assert feeds["good"]["warning"] is None
+
+    code, out, _ = run(capsys, "fetch", "-w", str(wl), "--db", str(db), "--force")
+    assert code == 0
+    assert "undefined entity" in out  # the table shows it too

@@ -255,6 +255,7 @@ class _Analysis:
     matches: dict[str, list[RuleMatch]] | None = None  # entry key -> matches
     title: str | None = None
     error: str | None = None  # why the body is not a usable feed
+    warning: str | None = None  # ill-formed but readable (ParsedFeed.warning)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Workers send this back pickled, and slots dataclasses pickle field by field in
@@ -273,7 +274,7 @@ class _Analysis:
                 ]
                 for key, found in self.matches.items()
             }
-        return (_unpickle_analysis, (entries, matches, self.title, self.error))
+        return (_unpickle_analysis, (entries, matches, self.title, self.error, self.warning))
 
 
 def _unpickle_analysis(
@@ -281,6 +282,7 @@ def _unpickle_analysis(
     matches: dict[str, list[tuple[Any, Any, list[tuple[Any, ...]]]]] | None,
     title: str | None,
     error: str | None,
+    warning: str | None,
 ) -> _Analysis:
     from catalysts.models import Hit
 
@@ -294,6 +296,7 @@ def _unpickle_analysis(
         },
         title=title,
         error=error,
+        warning=warning,
     )
 
 
@@ -319,7 +322,7 @@ def _analyse(
         return _Analysis(error=_reason(f"could not parse the feed ({type(exc).__name__}: {exc})"))
     entries = tuple(_unique(parsed.entries))
     matches = _match(entries, feed_id, parsed.title or feed_title, rules)
-    return _Analysis(entries=entries, matches=matches, title=parsed.title)
+    return _Analysis(entries=entries, matches=matches, title=parsed.title, warning=parsed.warning)
 
 
 def _record(
@@ -359,7 +362,13 @@ def _record(
         last_modified=response.last_modified,
         feed_title=analysis.title,
     )
-    return FetchReport(feed.id, "new" if new else "unchanged", new_entries=new, seconds=seconds)
+    return FetchReport(
+        feed.id,
+        "new" if new else "unchanged",
+        new_entries=new,
+        seconds=seconds,
+        warning=_reason(analysis.warning) if analysis.warning else None,
+    )
 
 
 def _match(

@@ -146,6 +146,7 @@ class FetchReport:
     new_entries: int = 0
     error: str | None = None
     seconds: float = 0.0
+    warning: str | None = None  # stored, but the document was ill-formed and read leniently
 
 
 # --- matching ----------------------------------------------------------------------------------

@@ -94,6 +94,7 @@ def fetch_json(reports: list[FetchReport], seconds: float) -> dict[str, object]:
                 "result": r.result,
                 "new_entries": r.new_entries,
                 "error": r.error,
+                "warning": r.warning,
                 "seconds": round(r.seconds, 3),
             }
             for r in reports

@@ -52,20 +52,20 @@ def progress(total: int) -> Iterator[Callable[[FetchReport], None]]:
 
 
 def fetch_summary(reports: Sequence[FetchReport], seconds: float) -> None:
-    """The per-feed table (feed, result, new entries, time, error) and a total line."""
+    """The per-feed table (feed, result, new entries, time, error or warning) and a total line."""
     table = Table(box=None, pad_edge=False, show_edge=False)
     table.add_column("feed", no_wrap=True)
     table.add_column("result", no_wrap=True)
     table.add_column("new", justify="right")
     table.add_column("time", justify="right", no_wrap=True)
-    table.add_column("error", overflow="fold")
+    table.add_column("error / warning", overflow="fold")
     for r in reports:
         table.add_row(
             safe.text(r.id),
             Text(r.result, style=_RESULT_STYLE.get(r.result, "")),
             str(r.new_entries) if r.result != "error" else "",
             f"{r.seconds:.1f}s",
-            safe.text(r.error, style="error"),
+            safe.text(r.error, style="error") if r.error else safe.text(r.warning, style="muted"),
         )
     out = stdout()
     if reports:
