@@ -183,6 +183,9 @@ def test_status_json_has_the_documented_keys_and_statuses(setup, capsys) -> None
     assert items["vc-entry"]["status"] == "quiet"
     assert items["vc-entry"]["score"] == pytest.approx(0.5 ** (3 / 7), abs=1e-3)
     assert items["us-policy"]["evidence"] == 0  # its only story is outside the 30d window
+    # The thesis title, which the table uses as the group heading, is in the JSON too.
+    assert items["openai-ipo"]["thesis_title"] == "Crypto x AI is still a big opportunity"
+    assert items["us-policy"]["thesis_title"] == "What would break it"
     assert items["us-policy"]["last_evidence"] is None
     assert not any(i["stale"] for i in items.values())
 

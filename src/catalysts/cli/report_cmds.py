@@ -379,9 +379,12 @@ def _status(
         from catalysts.timeutil import iso
 
         counts = {k: sum(1 for h in health if h.status == k) for k in ("ok", "error", "never")}
+        titles = {t.id: t.title for t in wl.theses}  # the table's group headings
         doc = {
             "at": iso(when),
-            "items": [item_json(st) for st in shown],
+            "items": [
+                {**item_json(st), "thesis_title": titles.get(st.item.thesis)} for st in shown
+            ],
             "feeds": counts,
             "last_fetch": iso(last_fetch),
         }
@@ -437,6 +440,7 @@ def show_cmd(
         doc = {
             "at": iso(when),
             **item_json(st),
+            "thesis_title": next((t.title for t in wl.theses if t.id == spec.thesis), None),
             "why": spec.why,
             "signal": spec.signal,
             "confirm": spec.confirm,
