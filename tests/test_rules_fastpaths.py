@@ -114,7 +114,7 @@ FEW_REFERENCE = RuleSet.compile(FEW_RULES, ALIASES, prefilter="none")  # type: i
 
 def test_the_rule_sets_take_the_paths_under_test() -> None:
     # If the thresholds move, these tests must still reach both anchor tests.
-    assert MANY._anchor_search is not None
+    assert MANY._anchor_search is not None and MANY._anchor_first is not None
     assert FEW._anchor_words is not None and FEW._anchor_search is None
 
 
@@ -128,6 +128,37 @@ def test_many_rules_agree_with_the_reference(doc: dict[str, str]) -> None:
 @given(DOCS)
 def test_few_rules_agree_with_the_reference(doc: dict[str, str]) -> None:
     assert FEW.match(doc) == FEW_REFERENCE.match(doc)
+
+
+@SETTINGS
+@given(st.lists(DOCS | st.just({}) | st.just({"url": "https://x.example/a"}), max_size=8))
+def test_a_batch_agrees_with_the_reference(docs: list[dict[str, str]]) -> None:
+    # One anchor search over the joined batch must flag every document one by one would.
+    assert MANY.match_many(docs) == [MANY_REFERENCE.match(d) for d in docs]
+    assert FEW.match_many(docs) == [FEW_REFERENCE.match(d) for d in docs]
+
+
+def test_a_batch_flags_each_document_with_an_anchor() -> None:
+    # Two anchors in one document, then one in each of the next two: the search skips to
+    # the next document after a hit, and must not skip past a document.
+    docs = [
+        {"title": "alpha beta and alpha beta"},
+        {"title": "OpenAI plans an IPO", "summary": "nothing"},
+        {"title": "none"},
+        {"title": "harbor cargo"},
+        {"title": "ends with alph"},  # joined with the next, "alph\na" must not be a word
+        {"title": "a quiet day"},
+        {"title": "lone \ud800 surrogate alpha beta"},
+    ]
+    expected = [MANY_REFERENCE.match(d) for d in docs]
+    assert [[m.item for m in ms] for ms in expected][:4] == [
+        ["filler-0", "quiet"],
+        ["ipo", "quiet"],
+        ["quiet"],
+        ["filler-8", "quiet"],
+    ]
+    assert MANY.match_many(docs) == expected
+    assert MANY.match_many(docs[:-1]) == expected[:-1]
 
 
 @pytest.mark.parametrize("engine", [MANY, FEW], ids=["re2-anchors", "substring-anchors"])

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from catalysts.errors import CatalystsError
@@ -46,6 +47,8 @@ BACKOFF_CAP = timedelta(hours=6)
 RETRY_AFTER_CAP = timedelta(days=1)
 # Reasons are stored and shown; a hostile server must not fill the table with its text.
 MAX_REASON = 300
+# Stored entries are re-matched this many at a time: one anchor search per batch.
+_MATCH_BATCH = 1000
 
 RuleKey = tuple[str, RuleName]
 
@@ -234,11 +237,14 @@ def sync_matches(
     found: dict[RuleKey, list[tuple[int, RuleMatch]]] = {k: [] for k in stale}  # type: ignore[misc]
     for scope, sources in groups.items():
         ruleset = RuleSet.compile(sources, watchlist.aliases)
-        for row_id, doc in store.iter_documents(None if scope == every else scope):
-            for match in ruleset.match(doc):
-                key = (match.item, match.rule)
-                if key in found:
-                    found[key].append((row_id, match))
+        rows = store.iter_documents(None if scope == every else scope)
+        while batch := list(islice(rows, _MATCH_BATCH)):
+            docs = ruleset.match_many(doc for _, doc in batch)
+            for (row_id, _), matches in zip(batch, docs, strict=True):
+                for match in matches:
+                    key = (match.item, match.rule)
+                    if key in found:
+                        found[key].append((row_id, match))
     for (item_id, rule), matches in found.items():
         store.replace_matches(item_id, rule, hashes[(item_id, rule)], matches)
     return list(stale)  # type: ignore[arg-type]
@@ -377,12 +383,9 @@ def _match(
     from catalysts.rules import document
 
     matches: dict[str, list[RuleMatch]] = {}
-    for entry in entries:
-        found = [
-            m
-            for m in rules.ruleset.match(document(entry, feed_id, feed_title))
-            if _in_scope(rules.feeds_of, m.item, feed_id)
-        ]
+    docs = rules.ruleset.match_many(document(e, feed_id, feed_title) for e in entries)
+    for entry, found_all in zip(entries, docs, strict=True):
+        found = [m for m in found_all if _in_scope(rules.feeds_of, m.item, feed_id)]
         if found:
             matches[entry.key] = found
     return matches

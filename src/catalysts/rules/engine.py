@@ -29,8 +29,10 @@ Measured by `benchmarks/bench_match.py`.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Literal
 
 from catalysts.errors import RuleSyntaxError
@@ -47,7 +49,6 @@ from catalysts.rules.parse import (
     can_match_empty,
     compile_regex,
     parse_rule,
-    positive_terms,
     terms,
 )
 
@@ -126,8 +127,9 @@ class _FieldSet:
 
 def _alternation(words: Iterable[str]) -> str:
     """Longest first, so at one position the longest word is the one reported."""
-    # tokens hold only letters, digits and marks: never a regex metacharacter
-    return "|".join(sorted(words, key=lambda w: (-len(w), w)))
+    # tokens hold only letters, digits and marks: never a regex metacharacter. A stable
+    # sort by length (reversed, which keeps ties in order) of the sorted words.
+    return "|".join(sorted(sorted(words), key=len, reverse=True))
 
 
 def _re2_class(chars: str) -> str:
@@ -142,23 +144,36 @@ _WORDISH_NON_ASCII_RE2 = "[" + _re2_class(normalize.WORDISH_NON_ASCII_CLASS[1:-1
 _SUBSTRING_ANCHORS = 12
 
 
+def _collect_terms(node: Node, positive: bool, every: list[Term], positives: list[Term]) -> None:
+    """`parse.terms` and `parse.positive_terms` of `node` in one walk (appended)."""
+    cls = node.__class__
+    if cls is Term:
+        every.append(node)  # type: ignore[arg-type]
+        if positive:
+            positives.append(node)  # type: ignore[arg-type]
+    elif cls is And or cls is Or:
+        for child in node.children:  # type: ignore[union-attr]
+            _collect_terms(child, positive, every, positives)
+    elif cls is Not:
+        _collect_terms(node.child, False, every, positives)  # type: ignore[union-attr]
+    elif cls is Near:
+        _collect_terms(node.left, positive, every, positives)  # type: ignore[union-attr]
+        _collect_terms(node.right, positive, every, positives)  # type: ignore[union-attr]
+
+
 def _clauses(
     node: Node, keys: Mapping[int, tuple[Any, ...]]
 ) -> list[frozenset[tuple[Any, ...]]] | None:
     """Lexical keys the node needs: it can hold only if, for EVERY clause, a term with one
     of the clause's keys occurs. None when it can hold with no positive term present.
     `keys` maps id(term) to its lexical key."""
-    if isinstance(node, Term):
+    cls = node.__class__
+    if cls is Term:
         return [frozenset((keys[id(node)],))]
-    if isinstance(node, (Not, AliasRef)):
-        return None
-    if isinstance(node, And):
-        needed = [c for child in node.children for c in (_clauses(child, keys) or ())]
-        return needed or None
-    if isinstance(node, Or):
+    if cls is Or:
         union: set[tuple[Any, ...]] = set()
-        for child in node.children:
-            if isinstance(child, Term):  # the common case, an alias: no list to build
+        for child in node.children:  # type: ignore[union-attr]
+            if child.__class__ is Term:  # the common case, an alias: no list to build
                 union.add(keys[id(child)])
                 continue
             needed = _clauses(child, keys)
@@ -166,7 +181,15 @@ def _clauses(
                 return None
             union.update(needed[0] if len(needed) == 1 else _anchor(needed))
         return [frozenset(union)]
-    return (_clauses(node.left, keys) or []) + (_clauses(node.right, keys) or []) or None
+    if cls is And:
+        children = node.children  # type: ignore[union-attr]
+        needed = [c for child in children for c in (_clauses(child, keys) or ())]
+        return needed or None
+    if cls is Near:
+        left = _clauses(node.left, keys)  # type: ignore[union-attr]
+        right = _clauses(node.right, keys)  # type: ignore[union-attr]
+        return (left or []) + (right or []) or None
+    return None  # Not, AliasRef: can hold with no positive term
 
 
 def _anchor(clauses: list[frozenset[tuple[Any, ...]]]) -> frozenset[tuple[Any, ...]]:
@@ -202,6 +225,24 @@ def _raw_search(pattern: Any) -> Any:
         return lambda data: pattern.search(data) is not None
     match, none = regexp.Match, (-1, -1)
     return lambda data: match(unanchored, data, 0, len(data))[0] != none
+
+
+def _raw_first(pattern: Any) -> Any:
+    """`(data, pos) -> int`: where the first match of the RE2 `pattern` in the bytes `data`
+    at or after `pos` starts, or -1 (as `_raw_search`, without match objects)."""
+    import re2
+
+    regexp = getattr(pattern, "_regexp", None)
+    unanchored = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    if regexp is None or unanchored is None or not hasattr(regexp, "Match"):
+
+        def first_wrapped(data: bytes, pos: int) -> int:
+            found = pattern.search(data, pos)
+            return found.start() if found is not None else -1
+
+        return first_wrapped
+    match = regexp.Match
+    return lambda data, pos: match(unanchored, data, pos, len(data))[0][0]
 
 
 def _raw_findall(pattern: Any) -> Any:
@@ -253,8 +294,8 @@ def _gate_pattern(word_keys: Iterable[tuple[Any, ...]]) -> str | None:
         words, prefix = key[1], key[2]
         first = words[0]
         whole = not (prefix and len(words) == 1)
-        left = first[0].isascii()
-        right = whole and first[-1].isascii() and not normalize.is_spaceless(first)
+        left = first[0] < "\x80"
+        right = whole and first[-1] < "\x80"  # (a spaceless character is never ASCII)
         groups.setdefault((left, right), set()).add(first)
     branches = []
     for (left, right), words in sorted(groups.items(), reverse=True):
@@ -325,13 +366,15 @@ def _prefix_regex(prefixes: set[str]) -> Any:
 class _FieldTokens:
     """One field's folded words; their original offsets are computed only for evidence."""
 
-    __slots__ = ("_spans", "positions", "text", "words")
+    __slots__ = ("_in_place", "_spans", "folded", "positions", "text", "words")
 
     def __init__(self, text: str, folded: str) -> None:
         self.text = text
+        self.folded = folded
         self.words = normalize.words_of(folded)  # the same tokens `tokenize` gives
         self.positions: dict[str, list[int]] = {}
-        self._spans: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+        self._spans: tuple[list[int], list[int]] | None = None
+        self._in_place = False
 
     def where(self, word: str) -> list[int]:
         found = self.positions.get(word)
@@ -348,10 +391,19 @@ class _FieldTokens:
         return found
 
     def span(self, first: int, last: int) -> tuple[int, int]:
-        if self._spans is None:
-            toks = normalize.tokenize(self.text)
-            self._spans = (toks.starts, toks.ends)
-        return self._spans[0][first], self._spans[1][last]
+        spans = self._spans
+        if spans is None:
+            self._in_place = normalize.fold_with_map(self.text)[1] is None
+            if self._in_place:
+                spans = self._spans = ([], [])  # found on demand, see below
+            else:
+                toks = normalize.tokenize(self.text)
+                spans = self._spans = (list(toks.starts), list(toks.ends))
+        starts, ends = spans
+        if last >= len(starts) and self._in_place:
+            # Folding kept every offset: find the tokens up to `last`, all most hits need.
+            normalize.extend_spans(self.folded, self.words[: last + 1], starts, ends)
+        return starts[first], ends[last]
 
 
 class _Doc:
@@ -529,21 +581,31 @@ class RuleSet:
 
         self.rules = rules
         self.prefilter = prefilter
-        rule_terms = [terms(r.node) for r in rules]
+        rule_terms: list[list[Term]] = []
+        rule_positives: list[list[Term]] = []
+        for rule in rules:
+            every: list[Term] = []
+            positive: list[Term] = []
+            _collect_terms(rule.node, True, every, positive)
+            rule_terms.append(every)
+            rule_positives.append(positive)
         # id(term) -> lexical key; the rules of one compile share their aliases' Term objects
         instances = {id(t): t for ts in rule_terms for t in ts}
         keys = self._keys = {i: _lex_key(t) for i, t in instances.items()}
         self._near_plans: dict[int, _NearPlan] = {}
-        all_terms = set(instances.values())
         self._regexes = {
-            keys[id(t)]: compile_regex(t.regex, t.flags) for t in all_terms if t.regex is not None
+            keys[i]: compile_regex(t.regex, t.flags)
+            for i, t in instances.items()
+            if t.regex is not None
         }
         word_keys: dict[str, dict[tuple[Any, ...], None]] = {}
         regex_keys: dict[str, dict[tuple[Any, ...], None]] = {}
-        for term in sorted(all_terms, key=lambda t: (t.text, t.words, t.prefix, t.flags)):
-            target = regex_keys if term.regex is not None else word_keys
-            key = keys[id(term)]
-            for name in _fields(term):
+        # Equal terms of several rules are one (key, fields) pair; sorted for a stable order.
+        # (A field scope is never empty, so `()` can stand for "the default fields".)
+        placed = {(keys[i], t.fields or ()) for i, t in instances.items()}
+        for key, fields in sorted(placed):
+            target = regex_keys if key[0] == "re" else word_keys
+            for name in fields or DEFAULT_FIELDS:
                 target.setdefault(name, {})[key] = None
         self._word_fields = [n for n in FIELDS if n in word_keys]
         self._regex_fields = [n for n in FIELDS if n in regex_keys]
@@ -585,6 +647,7 @@ class RuleSet:
         firsts = sorted({k[1][0] for k in anchor_keys})
         self._anchor_words: tuple[str, ...] | None = None
         self._anchor_search: Any = None
+        self._anchor_first: Any = None  # the same search, for a batch (match_many)
         if len(firsts) <= _SUBSTRING_ANCHORS:
             self._anchor_words = tuple(firsts)
         else:
@@ -593,13 +656,15 @@ class RuleSet:
             # into) part of a word lies beyond ASCII -- and any such character is a hit too.
             words_re = _gate_pattern(anchor_keys).replace("(", "(?:")  # type: ignore[union-attr]
             pattern = f"(?i:{words_re})|{_WORDISH_NON_ASCII_RE2}"
-            self._anchor_search = _raw_search(re2.compile(pattern.encode(), options))
+            anchor_re = re2.compile(pattern.encode(), options)
+            self._anchor_search = _raw_search(anchor_re)
+            self._anchor_first = _raw_first(anchor_re)
         self._gate_search = _raw_search(self._gate) if self._gate is not None else None
         self._gate_findall = _raw_findall(self._gate) if self._gate is not None else None
         # lexical key -> the rules in which a term with that key is positive
         trigger: dict[tuple[Any, ...], set[int]] = {}
-        for index, rule in enumerate(rules):
-            for term in positive_terms(rule.node):
+        for index, positive in enumerate(rule_positives):
+            for term in positive:
                 trigger.setdefault(keys[id(term)], set()).add(index)
         self._trigger = trigger
         self._always = [i for i, r in enumerate(rules) if r.always]
@@ -643,17 +708,20 @@ class RuleSet:
         return index
 
     def _candidates(
-        self, texts: dict[str, str]
+        self, texts: dict[str, str], anchor_hit: bool | None = None
     ) -> tuple[set[tuple[Any, ...]], list[tuple[str, str]]]:
         """Lexical keys of the terms that may occur in some field (a superset), and the
-        folded fields."""
+        folded fields. `anchor_hit`: the anchor test's answer when the caller has it."""
         found: set[tuple[Any, ...]] = set()
         anchors_tested = False
         if self.prefilter == "gate" and self._anchored and self._gate is not None:
             # The anchor test, before any folding (see the module docstring).
             raw = "\n".join([texts[n] for n in self._word_fields if n in texts])
             words = self._anchor_words
-            if words is None:
+            if anchor_hit is not None:
+                hit = anchor_hit
+                anchors_tested = True
+            elif words is None:
                 hit = self._anchor_search(raw.encode().replace(b"_", b" "))
                 anchors_tested = True
             elif raw.isascii():  # then folding is lower(); else the folded test below
@@ -723,9 +791,55 @@ class RuleSet:
         `doc` maps field names (`models.FIELDS`) to plain text; missing fields are empty.
         Hit offsets index into those strings.
         """
-        texts = {n: v for n, v in doc.items() if n in _FIELD_ORDER and isinstance(v, str) and v}
+        return self._match_texts(_texts(doc))
+
+    def match_many(self, docs: Iterable[Mapping[str, str]]) -> list[list[RuleMatch]]:
+        """`[self.match(doc) for doc in docs]`, with one anchor search over the batch.
+
+        Most news shares no word with any rule. One RE2 scan of the documents joined
+        finds those that contain an anchor word (a newline separates them, and no anchor
+        word spans one), so each of the others costs a join and an encode instead of a
+        Python round of the anchor test. Used by ingest and re-matching.
+        """
+        batch = [_texts(doc) for doc in docs]
+        first = self._anchor_first
+        if first is None or self.prefilter != "gate" or not self._anchored or len(batch) < 2:
+            return [self._match_texts(texts) for texts in batch]
+        fields = self._word_fields
         try:
-            candidates, folded = self._candidates(texts)
+            data = [
+                "\n".join([t[n] for n in fields if n in t]).encode().replace(b"_", b" ")
+                for t in batch
+            ]
+        except UnicodeEncodeError:  # a lone surrogate: match() replaces it, one by one
+            return [self.match(texts) for texts in batch]
+        joined = b"\n".join(data)
+        starts = list(accumulate((len(d) + 1 for d in data[:-1]), initial=0))
+        hits = [False] * len(batch)
+        pos, end = 0, len(joined)
+        while pos < end:
+            at = first(joined, pos)
+            if at < 0:
+                break
+            index = bisect_right(starts, at) - 1
+            hits[index] = True
+            if index + 1 == len(starts):
+                break
+            pos = starts[index + 1]
+        # Without an anchor word (and no regex term to look for), only the always-rules hold.
+        skip = not self._regex_fields
+        return [
+            list(self._when_nothing)
+            if skip and datum and not hit
+            else self._match_texts(texts, hit if datum else None)
+            for texts, datum, hit in zip(batch, data, hits, strict=True)
+        ]
+
+    def _match_texts(
+        self, texts: dict[str, str], anchor_hit: bool | None = None
+    ) -> list[RuleMatch]:
+        try:
+            candidates, folded = self._candidates(texts, anchor_hit)
         except UnicodeEncodeError:
             # lone surrogates cannot be encoded for RE2; U+FFFD keeps every offset
             texts = {n: _SURROGATE.sub("\ufffd", v) for n, v in texts.items()}
@@ -751,6 +865,11 @@ class RuleSet:
                 resolved = [state.hit(term, name, occ) for term, name, occ in hits]
                 out.append(RuleMatch(rule.item, rule.rule, _sorted_hits(resolved)))
         return out
+
+
+def _texts(doc: Mapping[str, str]) -> dict[str, str]:
+    """The non-empty text fields of `doc` that rules can search."""
+    return {n: v for n, v in doc.items() if n in _FIELD_ORDER and isinstance(v, str) and v}
 
 
 def document(entry: Entry, feed_id: str, feed_title: str | None = None) -> dict[str, str]:

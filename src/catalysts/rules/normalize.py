@@ -158,6 +158,12 @@ def _token_pattern(folded: str) -> re.Pattern[str]:
 def tokenize(text: str) -> Tokens:
     """Tokens of a document field, with spans into `text` itself."""
     folded, starts, ends = fold_with_map(text)
+    if starts is None or ends is None:
+        words = words_of(folded)
+        starts_in_place: list[int] = []
+        ends_in_place: list[int] = []
+        extend_spans(folded, words, starts_in_place, ends_in_place)
+        return Tokens(tuple(words), tuple(starts_in_place), tuple(ends_in_place))
     parts = _split_folded(folded)
     words = tuple(p[0] for p in parts)
     if starts is None or ends is None:
@@ -165,10 +171,26 @@ def tokenize(text: str) -> Tokens:
     return Tokens(words, tuple(starts[p[1]] for p in parts), tuple(ends[p[2] - 1] for p in parts))
 
 
+def extend_spans(folded: str, words: list[str], starts: list[int], ends: list[int]) -> None:
+    """Append to `starts`/`ends` the spans of `words[len(starts):]`, where `words` are the
+    tokens of `folded` and the lists hold the spans of the tokens before them.
+
+    Exact because only non-word characters lie between two tokens, so the first occurrence
+    of a token's text after the previous token's end is the token itself; several times
+    faster than a match object per token, and callers can stop at the token they need.
+    """
+    find, pos = folded.find, ends[-1] if ends else 0
+    for word in words[len(starts) :]:
+        pos = find(word, pos)
+        starts.append(pos)
+        pos += len(word)
+        ends.append(pos)
+
+
 @lru_cache(maxsize=8192)
 def term_words(text: str) -> tuple[str, ...]:
     """The folded tokens of a rule term; several tokens make the term a phrase."""
-    return tuple(p[0] for p in _split_folded(fold(text)))
+    return tuple(words_of(fold(text)))
 
 
 @lru_cache(maxsize=8192)
