@@ -245,7 +245,10 @@ def test_at_replays_a_past_day(setup, capsys) -> None:
 
 
 def test_empty_store_renders_with_a_hint(tmp_path, capsys) -> None:
+    from catalysts.store import Store
+
     wl = write_watchlist(tmp_path)
+    Store.open(tmp_path / "new.db").close()  # a store nothing was fetched into yet
     code, out, err = run(
         capsys, "status", "--offline", "-w", str(wl), "--db", str(tmp_path / "new.db")
     )
@@ -255,6 +258,21 @@ def test_empty_store_renders_with_a_hint(tmp_path, capsys) -> None:
     assert "feeds: 0 ok, 0 failing, 2 never" in out
     doc = status_json(capsys, wl, tmp_path / "new.db")
     assert all(i["stale"] and i["status"] == "quiet" for i in doc["items"])
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status", "--offline"], ["show", "openai-ipo"], ["feeds"], ["digest", "--dry-run"]],
+)
+def test_a_db_path_naming_no_file_is_refused_not_created(tmp_path, capsys, command) -> None:
+    # A mistyped --db must not show an empty store (and leave a new file behind).
+    wl = write_watchlist(tmp_path)
+    typo = tmp_path / "typo" / "catalysts.db"
+    code, out, err = run(capsys, *command, "-w", str(wl), "--db", str(typo))
+    assert code == 4
+    assert out == ""
+    assert f"no store at {typo}" in err and len(err.strip().splitlines()) == 1
+    assert not typo.parent.exists()
 
 
 def test_missing_watchlist_points_to_init(tmp_path, capsys) -> None:
@@ -375,7 +393,7 @@ def test_status_fetches_first_when_the_store_is_old(tmp_path, capsys) -> None:
     wl = write_watchlist(tmp_path, feed_url=str(feed))
     db = tmp_path / "c.db"
     code, out, err = run(capsys, "status", "--offline", "--json", "-w", str(wl), "--db", str(db))
-    assert code == 0 and by_id(json.loads(out))["openai-ipo"]["evidence"] == 0
+    assert code == 4 and not db.exists()  # offline, a store that does not exist is a mistake
     code, out, err = run(capsys, "status", "--json", "-w", str(wl), "--db", str(db))
     assert code == 0, err
     doc = json.loads(out)

@@ -126,7 +126,7 @@ def digest_cmd(
     when = when_of(at, now)
     # The same session as `status`: the cached validated watchlist, stored matches brought
     # in step with edited rules, and no garbage-collector rescans of the imports.
-    with quick_gc(), session(watchlist, db) as (wl, store):
+    with quick_gc(), session(watchlist, db, must_exist=True) as (wl, store):
         start, label, recorded = _since(since, when, now, store)
         # The digest shows titles, feeds and dates, never matched terms: skip decoding hits.
         evidence = store.evidence(until=when, hits=False)

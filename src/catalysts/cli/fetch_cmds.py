@@ -71,12 +71,14 @@ def feeds(
     db: DbOpt = None,
 ) -> None:
     """Feed health: last success, last error, entries stored, conditional-GET state."""
+    from catalysts.cli.report_cmds import require_store
     from catalysts.render import fetch as render
     from catalysts.store import Store
     from catalysts.timeutil import utcnow
     from catalysts.watchlist import load_watchlist
 
     wl = load_watchlist(watchlist)
+    require_store(db)
     with Store.open(db) as store:
         health = store.feed_health(wl.feeds)
     if as_json:

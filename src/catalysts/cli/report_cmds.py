@@ -73,7 +73,11 @@ def _open(db: Path | None) -> Store:
 
 @contextmanager
 def session(
-    path: Path, db: Path | None, check: Callable[[Watchlist], None] | None = None
+    path: Path,
+    db: Path | None,
+    check: Callable[[Watchlist], None] | None = None,
+    *,
+    must_exist: bool = False,
 ) -> Iterator[tuple[Watchlist, Store]]:
     """The validated watchlist and the open store, with stored matches in step with its rules.
 
@@ -82,7 +86,8 @@ def session(
     and its rule hashes as JSON, under a key covering the file's bytes and path, the
     working and home directories (relative feed paths) and catalysts' own code; when
     nothing changed they are read back instead. Order of errors is as without the cache:
-    the watchlist's (and `check`'s) before the store's.
+    the watchlist's (and `check`'s) before the store's. `must_exist`: for commands that
+    only read, an explicit `--db` naming no file is an error (`require_store`).
     """
     from catalysts.errors import StoreError
 
@@ -100,6 +105,8 @@ def session(
         if check is not None:
             check(wl)
         if store is None:
+            if must_exist:
+                require_store(db)
             store = _open(db)
         if hashes is None:
             from catalysts.ingest import rule_hashes
@@ -115,6 +122,24 @@ def session(
     finally:
         if store is not None:
             store.close()
+
+
+def require_store(db: Path | None) -> None:
+    """Refuse a `--db` / CATALYSTS_DB that names no file, for commands that only read.
+
+    Opening would create an empty store there, so a mistyped path would show "nothing
+    stored" instead of the mistake. The default store may be missing: it is created.
+    """
+    from catalysts.errors import StoreError
+
+    if db is None or str(db) == ":memory:":
+        return
+    path = db.expanduser()
+    if not path.exists():
+        raise StoreError(
+            f"no store at {path}: nothing was fetched there (check --db or CATALYSTS_DB; "
+            f"`catalysts fetch --db {path}` creates it)"
+        )
 
 
 def _open_existing(db: Path | None) -> Store | None:
@@ -348,7 +373,7 @@ def _status(
         if thesis is not None and thesis not in {t.id for t in wl.theses}:
             raise CatalystsError(_unknown("thesis", thesis, [t.id for t in wl.theses]))
 
-    with session(watchlist, db, known_thesis) as (wl, store):
+    with session(watchlist, db, known_thesis, must_exist=offline) as (wl, store):
         last_fetch = store.last_fetch_time()
         stale_store = last_fetch is None or now - last_fetch > wl.settings.max_age
         if wl.feeds and not offline and (fetch or stale_store):
@@ -421,7 +446,7 @@ def show_cmd(
         if wl.item(item) is None:
             raise CatalystsError(_unknown("item", item, [i.id for i in wl.items]))
 
-    with session(watchlist, db, known_item) as (wl, store):
+    with session(watchlist, db, known_item, must_exist=True) as (wl, store):
         spec = wl.item(item)
         assert spec is not None  # checked by known_item
         evidence = store.evidence([spec.id], until=when)
