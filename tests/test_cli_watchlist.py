@@ -439,3 +439,27 @@ def test_validate_and_match_write_nothing(tmp_path: Path, watchlist: Path) -> No
         assert done.returncode == 0, (argv, done.stderr)
         assert done.stdout
     assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["schema"], ["match", "OpenAI files confidentially for IPO"]],
+    ids=["typer-help", "plain-write", "rich-table"],
+)
+def test_a_reader_that_closes_the_pipe_early_is_not_a_failure(args: list[str]) -> None:
+    # `catalysts ... | head -1`: the reader is gone before the output is written.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "catalysts", *args],
+            cwd=Path(__file__).resolve().parents[1],  # the repository's watchlist.yaml
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""

@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> None:
         # Output piped into a reader that closed early (`| head`): not worth a traceback.
         sys.stderr.close()
         sys.exit(int(ExitCode.OK))
+    except SystemExit as exc:
+        # Rich and Typer meet the same broken pipe and exit 1 themselves (having silenced
+        # stdout); the reader left early, nothing failed.
+        if exc.code == 1 and isinstance(exc.__context__, BrokenPipeError):
+            sys.exit(int(ExitCode.OK))
+        raise
     except Exception as exc:
         if debug:
             raise
