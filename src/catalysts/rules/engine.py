@@ -409,7 +409,7 @@ class _FieldTokens:
 class _Doc:
     """One document being evaluated: lazily tokenised fields and term occurrences."""
 
-    __slots__ = ("candidates", "folded", "keys", "near_plans", "occ", "regexes", "texts", "tokens")
+    __slots__ = ("candidates", "folded", "keys", "occ", "plans", "regexes", "texts", "tokens")
 
     def __init__(
         self,
@@ -418,11 +418,12 @@ class _Doc:
         regexes: dict[tuple[Any, ...], Any],
         folded: dict[str, str] | None = None,
         keys: dict[int, tuple[Any, ...]] | None = None,
-        near_plans: dict[int, _NearPlan] | None = None,
+        plans: dict[int, Any] | None = None,
     ) -> None:
         self.texts = texts
         self.keys = keys if keys is not None else {}  # id(term) -> lexical key
-        self.near_plans = near_plans if near_plans is not None else {}
+        # id(node) -> its evaluation plan (`_near_plan`, `_or_plan`), shared by documents
+        self.plans = plans if plans is not None else {}
         self.candidates = candidates  # lexical keys that may occur (in some field)
         self.regexes = regexes
         self.folded = folded or {}
@@ -478,9 +479,11 @@ class _Doc:
 
 
 # A NEAR's terms by field, with their lexical keys, worked out once per compiled node:
-# per field searched, the (term, key) pairs of the left and of the right operand.
+# per field searched, the (term, key) pairs of the left and of the right operand, and
+# each side's keys as a set (most documents have none of a big alias's words).
 _Side = list[tuple[Term, tuple[Any, ...]]]
-_NearPlan = list[tuple[str, _Side, _Side]]
+_Keys = frozenset[tuple[Any, ...]]
+_NearPlan = list[tuple[str, _Side, _Keys, _Side, _Keys]]
 
 
 def _near_plan(node: Near, keys: Mapping[int, tuple[Any, ...]]) -> _NearPlan:
@@ -490,7 +493,13 @@ def _near_plan(node: Near, keys: Mapping[int, tuple[Any, ...]]) -> _NearPlan:
     def side(ts: list[Term], name: str) -> _Side:
         return [(t, keys.get(id(t)) or _lex_key(t)) for t in ts if name in _fields(t)]
 
-    return [(name, side(left_terms, name), side(right_terms, name)) for name in names]
+    plan: _NearPlan = []
+    for name in names:
+        left, right = side(left_terms, name), side(right_terms, name)
+        plan.append(
+            (name, left, frozenset(k for _, k in left), right, frozenset(k for _, k in right))
+        )
+    return plan
 
 
 # A hit before its offsets are resolved: only matching rules pay for offsets.
@@ -499,33 +508,28 @@ _RawHit = tuple[Term, str, _Occ]
 
 def _evaluate(node: Node, doc: _Doc) -> tuple[bool, list[_RawHit]]:
     """Truth of `node` and the positive hits of its satisfied parts."""
-    if isinstance(node, Term):
+    cls = node.__class__
+    if cls is Term:
         # Most terms of a big alias are absent: answer those before any per-field work.
         key = doc.keys.get(id(node))
-        if (key if key is not None else _lex_key(node)) not in doc.candidates:
+        if (key if key is not None else _lex_key(node)) not in doc.candidates:  # type: ignore[arg-type]
             return False, []
         hits = [
             (node, name, occ)
-            for name in _fields(node)
+            for name in _fields(node)  # type: ignore[arg-type]
             if name in doc.texts
-            for occ in doc.occurrences(node, name)
+            for occ in doc.occurrences(node, name)  # type: ignore[arg-type]
         ]
-        return bool(hits), hits
-    if isinstance(node, Not):
-        truth, _ = _evaluate(node.child, doc)
-        return not truth, []
-    if isinstance(node, And):
-        hits = []
-        for child in node.children:
-            truth, child_hits = _evaluate(child, doc)
-            if not truth:
-                return False, []
-            hits.extend(child_hits)
-        return True, hits
-    if isinstance(node, Or):
-        hits, any_true = [], False
+        return bool(hits), hits  # type: ignore[return-value]
+    if cls is Or:
         keys, cands = doc.keys, doc.candidates
-        for child in node.children:
+        plan = doc.plans.get(id(node), _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = doc.plans[id(node)] = _or_plan(node, keys)  # type: ignore[arg-type]
+        if plan is not None and plan.isdisjoint(cands):  # an alias none of whose words occur
+            return False, []
+        hits, any_true = [], False
+        for child in node.children:  # type: ignore[union-attr]
             # an alias's absent words, skipped without a call
             if child.__class__ is Term:
                 key = keys.get(id(child))
@@ -536,19 +540,40 @@ def _evaluate(node: Node, doc: _Doc) -> tuple[bool, list[_RawHit]]:
                 any_true = True
                 hits.extend(child_hits)
         return any_true, hits
-    if isinstance(node, Near):
-        return _evaluate_near(node, doc)
+    if cls is And:
+        hits = []
+        for child in node.children:  # type: ignore[union-attr]
+            truth, child_hits = _evaluate(child, doc)
+            if not truth:
+                return False, []
+            hits.extend(child_hits)
+        return True, hits
+    if cls is Not:
+        truth, _ = _evaluate(node.child, doc)  # type: ignore[union-attr]
+        return not truth, []
+    if cls is Near:
+        return _evaluate_near(node, doc)  # type: ignore[arg-type]
     raise TypeError(f"unexpanded alias @{node.name}" if isinstance(node, AliasRef) else node)
 
 
+_UNPLANNED = object()
+
+
+def _or_plan(node: Or, keys: Mapping[int, tuple[Any, ...]]) -> frozenset[tuple[Any, ...]] | None:
+    """The keys of an OR of terms only (an alias), or None when it has other operands."""
+    if any(child.__class__ is not Term for child in node.children):
+        return None
+    return frozenset(keys.get(id(c)) or _lex_key(c) for c in node.children)  # type: ignore[arg-type]
+
+
 def _evaluate_near(node: Near, doc: _Doc) -> tuple[bool, list[_RawHit]]:
-    plan = doc.near_plans.get(id(node))
+    plan = doc.plans.get(id(node))
     if plan is None:
-        plan = doc.near_plans[id(node)] = _near_plan(node, doc.keys)
+        plan = doc.plans[id(node)] = _near_plan(node, doc.keys)
     distance, cands = node.distance, doc.candidates
     hits: dict[_RawHit, None] = {}  # a dict: dense text pairs the same occurrences often
-    for name, left, right in plan:
-        if name not in doc.texts:
+    for name, left, left_keys, right, right_keys in plan:
+        if name not in doc.texts or left_keys.isdisjoint(cands) or right_keys.isdisjoint(cands):
             continue
         lefts = [(t, o) for t, k in left if k in cands for o in doc.occurrences(t, name)]
         if not lefts:
@@ -592,7 +617,7 @@ class RuleSet:
         # id(term) -> lexical key; the rules of one compile share their aliases' Term objects
         instances = {id(t): t for ts in rule_terms for t in ts}
         keys = self._keys = {i: _lex_key(t) for i, t in instances.items()}
-        self._near_plans: dict[int, _NearPlan] = {}
+        self._plans: dict[int, Any] = {}
         self._regexes = {
             keys[i]: compile_regex(t.regex, t.flags)
             for i, t in instances.items()
@@ -620,6 +645,11 @@ class RuleSet:
         self._field_word_keys = word_keys
         self._token_indexes: dict[str, _TokenIndex] = {}  # built on first use: rarely needed
         self._by_first = _TokenIndex(list(all_word_keys))  # gate words -> candidate keys
+        # A phrase's words after the first (the last one too unless it is a prefix).
+        self._rest_words = {
+            key: rest for key in all_word_keys if (rest := key[1][1:-1] if key[2] else key[1][1:])
+        }
+        self._rest_keys = frozenset(self._rest_words)  # `&` iterates the smaller set
         gate = _gate_pattern(all_word_keys)
         options = re2.Options()
         options.log_errors = False
@@ -669,7 +699,7 @@ class RuleSet:
         self._trigger = trigger
         self._always = [i for i, r in enumerate(rules) if r.always]
         # With no candidate at all, only the always-rules can hold, and without hits.
-        nothing = _Doc({}, set(), self._regexes, None, self._keys, self._near_plans)
+        nothing = _Doc({}, set(), self._regexes, None, self._keys, self._plans)
         self._when_nothing = [
             RuleMatch(rules[i].item, rules[i].rule, ())
             for i in self._always
@@ -846,6 +876,18 @@ class RuleSet:
             candidates, folded = self._candidates(texts)
         if not candidates:
             return list(self._when_nothing)
+        field_tokens: dict[str, _FieldTokens] = {}
+        if self.prefilter != "none" and self._rest_words and folded:
+            # Stage 1 saw first words only, and common ones ("to", "ai", "on") head many
+            # phrases: keep a phrase only if all its words are tokens of the document.
+            field_tokens = {name: _FieldTokens(texts[name], text) for name, text in folded}
+            present = set().union(*(t.words for t in field_tokens.values()))
+            rest = self._rest_words
+            candidates = candidates.difference(
+                [k for k in candidates & self._rest_keys if not present.issuperset(rest[k])]
+            )
+            if not candidates:
+                return list(self._when_nothing)
         todo = set(self._always)
         for key in candidates:
             todo.update(self._trigger.get(key, ()))
@@ -856,7 +898,8 @@ class RuleSet:
                 for i in todo
                 if (needed := needs[i]) is None or all(not c.isdisjoint(candidates) for c in needed)
             }
-        state = _Doc(texts, candidates, self._regexes, dict(folded), self._keys, self._near_plans)
+        state = _Doc(texts, candidates, self._regexes, dict(folded), self._keys, self._plans)
+        state.tokens.update(field_tokens)
         out: list[RuleMatch] = []
         for index in sorted(todo):
             rule = self.rules[index]
