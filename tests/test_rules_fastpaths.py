@@ -244,3 +244,42 @@ def test_the_shipped_rules_on_every_real_entry_agree_with_the_reference(real_dir
         checked += len(docs)
         matched += sum(1 for m in expected if m)
     assert checked > 600 and matched >= 5  # the corpus, and rules that do match in it
+
+
+def test_fold_chunks_attach_exactly_what_unicodedata_attaches() -> None:
+    # `_chunks` keeps a character's marks (and Hangul jamo tails) with it, from the
+    # generated mark table: it must hold every code point unicodedata calls a mark (all
+    # of non-zero combining class are), and nothing else.
+    import sys
+    import unicodedata
+
+    from catalysts.rules._marks import MARKS, MARKS_BMP
+
+    def code_points(body: str) -> set[int]:
+        found, i = set(), 0
+        while i < len(body):
+            if i + 2 < len(body) and body[i + 1] == "-":
+                found.update(range(ord(body[i]), ord(body[i + 2]) + 1))
+                i += 3
+            else:
+                found.add(ord(body[i]))
+                i += 1
+        return found
+
+    marks = {
+        cp
+        for cp in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(cp))[0] == "M" or unicodedata.combining(chr(cp))
+    }
+    assert code_points(MARKS) == marks
+    assert code_points(MARKS_BMP) == {cp for cp in marks if cp <= 0xFFFF}
+    for text in ["e\u0301\U0001d165x", "\u1100\u1161\u11a8k", "a\U000e0100b", "ｶﾞ"]:
+        chunks = normalize._chunks(text)
+        assert "".join(c for _, _, c in chunks) == text
+        assert [c for _, _, c in chunks] == {
+            "e\u0301\U0001d165x": ["e\u0301\U0001d165", "x"],
+            "\u1100\u1161\u11a8k": ["\u1100\u1161\u11a8", "k"],
+            "a\U000e0100b": ["a\U000e0100", "b"],
+            "ｶﾞ": ["ｶ", "ﾞ"],  # a halfwidth voiced mark is no mark: its own chunk
+        }[text]
+    assert normalize.fold("ｶﾞ") == "カ\u3099"
