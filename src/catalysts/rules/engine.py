@@ -2,13 +2,15 @@
 
 Two stages, so the cost per document barely grows with the number of rules:
 
-1. candidates: the first word of every term of every rule goes into one RE2 alternation
-   (a DFA: one linear pass in C over the folded fields, ASCII word boundaries, so it can
-   only over-report). Most documents share no word with any rule and stop here; for the
-   rest, the words it found name the candidate terms (in any field: stage 2 is exact);
-2. exact evaluation, only for rules with a candidate positive term (plus the few rules that
-   can hold with no positive term, such as `NOT spam`): the field is tokenised with
-   offsets, candidate terms are located as whole-word token sequences, and the boolean
+1. candidates: one word of every term of every rule (its pivot: a phrase's longest whole
+   word) goes into one RE2 alternation (a DFA: one linear pass in C over the folded
+   fields, ASCII word boundaries, so it can only over-report). Most documents share no
+   word with any rule and stop here; for the rest, the words it found name the candidate
+   terms (in any field: stage 2 is exact), and a phrase stays one only if all its whole
+   words are tokens of the document;
+2. exact evaluation, only for rules whose needed clauses all have a candidate (plus the
+   few rules that can hold with no positive term, such as `NOT spam`): the field is
+   tokenised, candidate terms are located as whole-word token sequences, and the boolean
    logic runs, collecting the positive hits (offsets into the original text) as evidence.
 
 Before stage 1 the gate asks a cheaper question: does the document contain any ANCHOR
@@ -203,8 +205,8 @@ def _anchor(clauses: list[frozenset[tuple[Any, ...]]]) -> frozenset[tuple[Any, .
         for key in clause:
             if key[0] == "re":
                 regex = True
-            elif len(key[1][0]) < shortest:
-                shortest = len(key[1][0])
+            elif len(_pivot(key)) < shortest:
+                shortest = len(_pivot(key))
         cost = (int(regex), len(clause), -shortest)
         if cost < best_cost:
             best, best_cost = clause, cost
@@ -279,8 +281,24 @@ def _raw_findall(pattern: Any) -> Any:
     return findall
 
 
+def _whole_words(key: tuple[Any, ...]) -> tuple[str, ...]:
+    """The words a word key's term needs as whole tokens: all but a final prefix."""
+    return key[1][:-1] if key[2] else key[1]
+
+
+def _pivot(key: tuple[Any, ...]) -> str:
+    """The word stage 1 looks for: a phrase's longest whole word, or a lone prefix.
+
+    Any whole word of a phrase would do (each must occur); the longest is, as a rule, the
+    rarest: "in short supply" is looked for as "supply", "on the NYSE" as "nyse", where the
+    first word would make every document with "in" or "on" a candidate.
+    """
+    whole = _whole_words(key)
+    return max(whole, key=len) if whole else key[1][0]
+
+
 def _gate_pattern(word_keys: Iterable[tuple[Any, ...]]) -> str | None:
-    """One alternation of every term's first word, capturing the word found (the engine
+    """One alternation of every term's pivot word, capturing the word found (the engine
     drops the captures: with zero-width boundaries a match is the word itself).
 
     Searched in the folded fields joined by newlines, with `_` turned into a space so that
@@ -291,12 +309,11 @@ def _gate_pattern(word_keys: Iterable[tuple[Any, ...]]) -> str | None:
     # the edge character is not ASCII, as RE2's \b knows only ASCII word characters.
     groups: dict[tuple[bool, bool], set[str]] = {}
     for key in word_keys:
-        words, prefix = key[1], key[2]
-        first = words[0]
-        whole = not (prefix and len(words) == 1)
-        left = first[0] < "\x80"
-        right = whole and first[-1] < "\x80"  # (a spaceless character is never ASCII)
-        groups.setdefault((left, right), set()).add(first)
+        pivot = _pivot(key)
+        whole = bool(_whole_words(key))  # else a lone prefix: no right boundary
+        left = pivot[0] < "\x80"
+        right = whole and pivot[-1] < "\x80"  # (a spaceless character is never ASCII)
+        groups.setdefault((left, right), set()).add(pivot)
     branches = []
     for (left, right), words in sorted(groups.items(), reverse=True):
         branches.append(
@@ -309,19 +326,19 @@ class _TokenIndex:
     """The alternative stage 1: set intersection on the field's folded tokens."""
 
     def __init__(self, word_keys: list[tuple[Any, ...]]) -> None:
-        self.by_first: dict[str, list[tuple[Any, ...]]] = {}
+        self.by_pivot: dict[str, list[tuple[Any, ...]]] = {}
         self.by_prefix: dict[int, dict[str, list[tuple[Any, ...]]]] = {}
         for key in word_keys:
             words, prefix = key[1], key[2]
             if prefix and len(words) == 1:
                 self.by_prefix.setdefault(len(words[0]), {}).setdefault(words[0], []).append(key)
             else:
-                self.by_first.setdefault(words[0], []).append(key)
+                self.by_pivot.setdefault(_pivot(key), []).append(key)
         self._prefix_re: Any = None  # compiled on first use: most rule sets never need it
 
     def keys_for(self, word: str) -> list[tuple[Any, ...]]:
-        """Keys whose first word is `word`, or is a prefix key that `word` starts with."""
-        keys = list(self.by_first.get(word, ()))
+        """Keys whose pivot word is `word`, or is a prefix key that `word` starts with."""
+        keys = list(self.by_pivot.get(word, ()))
         for length, table in self.by_prefix.items():
             if length <= len(word):
                 keys.extend(table.get(word[:length], ()))
@@ -330,11 +347,9 @@ class _TokenIndex:
     def candidates(self, folded: str) -> set[tuple[Any, ...]]:
         tokens = set(normalize.words_of(folded))
         found: set[tuple[Any, ...]] = set()
-        for word in tokens & self.by_first.keys():
-            for key in self.by_first[word]:
-                words, prefix = key[1], key[2]
-                inner = words[1:-1] if prefix else words[1:]
-                if all(w in tokens for w in inner):
+        for word in tokens & self.by_pivot.keys():
+            for key in self.by_pivot[word]:
+                if tokens.issuperset(_whole_words(key)):
                     found.add(key)
         if self.by_prefix:
             if self._prefix_re is None:
@@ -644,10 +659,10 @@ class RuleSet:
         all_word_keys = {k: None for keys in word_keys.values() for k in keys}
         self._field_word_keys = word_keys
         self._token_indexes: dict[str, _TokenIndex] = {}  # built on first use: rarely needed
-        self._by_first = _TokenIndex(list(all_word_keys))  # gate words -> candidate keys
-        # A phrase's words after the first (the last one too unless it is a prefix).
+        self._by_pivot = _TokenIndex(list(all_word_keys))  # gate words -> candidate keys
+        # A phrase's whole words: stage 1 saw only its pivot.
         self._rest_words = {
-            key: rest for key in all_word_keys if (rest := key[1][1:-1] if key[2] else key[1][1:])
+            key: whole for key in all_word_keys if len(whole := _whole_words(key)) > 1
         }
         self._rest_keys = frozenset(self._rest_words)  # `&` iterates the smaller set
         gate = _gate_pattern(all_word_keys)
@@ -674,7 +689,7 @@ class RuleSet:
             if any(k[0] == "re" for k in anchor):
                 self._anchored = False
             anchor_keys.update((k, None) for k in anchor if k[0] == "w")
-        firsts = sorted({k[1][0] for k in anchor_keys})
+        firsts = sorted({_pivot(k) for k in anchor_keys})
         self._anchor_words: tuple[str, ...] | None = None
         self._anchor_search: Any = None
         self._anchor_first: Any = None  # the same search, for a batch (match_many)
@@ -786,7 +801,7 @@ class RuleSet:
                 if all(ascii_only for _, (_, ascii_only) in checked):
                     # When every word is ASCII, the word found at a position is the whole
                     # token there (or a prefix of it), so the words found name every candidate.
-                    keys_for = self._by_first.keys_for
+                    keys_for = self._by_pivot.keys_for
                     for word in self._gate_findall(data):  # type: ignore[misc]
                         found.update(keys_for(word.decode()))
                 elif not self._gate_search(data):  # type: ignore[misc]
@@ -878,8 +893,8 @@ class RuleSet:
             return list(self._when_nothing)
         field_tokens: dict[str, _FieldTokens] = {}
         if self.prefilter != "none" and self._rest_words and folded:
-            # Stage 1 saw first words only, and common ones ("to", "ai", "on") head many
-            # phrases: keep a phrase only if all its words are tokens of the document.
+            # Stage 1 saw one word of each phrase: keep a phrase only if all its whole
+            # words are tokens of the document.
             field_tokens = {name: _FieldTokens(texts[name], text) for name, text in folded}
             present = set().union(*(t.words for t in field_tokens.values()))
             rest = self._rest_words
