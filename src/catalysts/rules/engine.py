@@ -34,6 +34,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import accumulate
 from typing import Any, Literal
 
@@ -286,6 +287,7 @@ def _whole_words(key: tuple[Any, ...]) -> tuple[str, ...]:
     return key[1][:-1] if key[2] else key[1]
 
 
+@lru_cache(maxsize=1 << 16)  # asked several times per key while compiling
 def _pivot(key: tuple[Any, ...]) -> str:
     """The word stage 1 looks for: a phrase's longest whole word, or a lone prefix.
 
@@ -293,8 +295,10 @@ def _pivot(key: tuple[Any, ...]) -> str:
     rarest: "in short supply" is looked for as "supply", "on the NYSE" as "nyse", where the
     first word would make every document with "in" or "on" a candidate.
     """
-    whole = _whole_words(key)
-    return max(whole, key=len) if whole else key[1][0]
+    words = key[1]
+    if len(words) == 1:
+        return words[0]
+    return max(words[:-1] if key[2] else words, key=len)
 
 
 def _gate_pattern(word_keys: Iterable[tuple[Any, ...]]) -> str | None:
@@ -640,10 +644,10 @@ class RuleSet:
         }
         word_keys: dict[str, dict[tuple[Any, ...], None]] = {}
         regex_keys: dict[str, dict[tuple[Any, ...], None]] = {}
-        # Equal terms of several rules are one (key, fields) pair; sorted for a stable order.
-        # (A field scope is never empty, so `()` can stand for "the default fields".)
-        placed = {(keys[i], t.fields or ()) for i, t in instances.items()}
-        for key, fields in sorted(placed):
+        # Equal terms of several rules are one (key, fields) pair, in rule order. (A field
+        # scope is never empty, so `()` can stand for "the default fields".)
+        placed = dict.fromkeys((keys[i], t.fields or ()) for i, t in instances.items())
+        for key, fields in placed:
             target = regex_keys if key[0] == "re" else word_keys
             for name in fields or DEFAULT_FIELDS:
                 target.setdefault(name, {})[key] = None
