@@ -17,10 +17,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from catalysts.errors import ExitCode, StoreError
 from catalysts.models import Entry, FeedSpec, Hit, RuleMatch, StatusChange
-from catalysts.store import SCHEMA_VERSION, Store, default_db_path
+from catalysts.store import SCHEMA_VERSION, Store, _ts, default_db_path
 
 UTC = timezone.utc
 T0 = datetime(2025, 12, 1, 8, 0, tzinfo=UTC)
@@ -188,6 +190,203 @@ def test_naive_and_non_utc_times_are_stored_as_utc(store: Store) -> None:
     assert ev.time == datetime(2025, 12, 1, 8, 0, tzinfo=UTC)
     assert ev.time.utcoffset() == timedelta(0)
     assert store.last_fetch_time() == datetime(2025, 12, 2, tzinfo=UTC)
+
+
+def test_a_sequence_of_fetches_stores_exactly_these_rows(store: Store) -> None:
+    """Golden rows after new, unchanged, changed, repeated, shared-story and re-matched
+    entries: any rewrite of record_fetch must leave the tables exactly like this."""
+    plus2 = timezone(timedelta(hours=2))
+    hour = timedelta(hours=1)
+    dated = datetime(2025, 11, 30, 12, 0, 0, 250000, tzinfo=UTC)
+    same = "https://example.org/openai-ipo"
+    titled = entry(7, link=None, title="OpenAI: the IPO, maybe", categories=("AI",))
+    first = [*(entry(n, published=dated - n * hour) for n in range(1, 6)), entry(6, categories=())]
+    ipo = match("openai-ipo", "confirm", "IPO", 12)
+    found = [
+        # New entries into an empty store, matched: every rule in H1 becomes fresh.
+        fetch(
+            store,
+            COINDESK,
+            [*first, titled],
+            matches={"guid-1": [match("openai-ipo")], "guid-7": [match("vcs"), ipo]},
+            rule_hashes=H1,
+            etag='"e1"',
+            feed_title="CoinDesk",
+        ),
+        # The same story (link) in a second feed.
+        fetch(
+            store,
+            SEC,
+            [entry(9, link=same, title="OpenAI IPO"), entry(10, link=same)],
+            at=T0 + hour,
+            matches={"guid-9": [match("openai-ipo")]},
+            rule_hashes=H1,
+        ),
+        # A feed holding little more than the fetch (read whole): dates given in another
+        # zone or naive are unchanged; a changed title; a new entry; a key given twice.
+        fetch(
+            store,
+            COINDESK,
+            [
+                entry(1, published=(dated - hour).astimezone(plus2)),
+                entry(2, published=(dated - 2 * hour).replace(tzinfo=None)),
+                entry(3, published=dated - 3 * hour, title="OpenAI files for IPO"),
+                *first[3:],
+                titled,
+                entry(8, link=same),
+                entry(11, title="first"),
+                entry(11, title="second", categories=("x",)),
+            ],
+            at=T0 + DAY,
+            matches={
+                "guid-3": [match("openai-ipo", "confirm", "files for IPO", 7)],
+                "guid-11": [match("vcs", term="second")],
+            },
+            rule_hashes=H1,
+            feed_title="CoinDesk Markets",
+        ),
+        store.record_fetch(COINDESK, at=T0 + DAY + hour, result="not-modified", etag='"x"'),
+        store.record_fetch(SEC, at=T0 + DAY + hour, result="error", error="HTTP 500"),
+        # A history longer than the fetch (probed by key): one changed, one new, unmatched.
+        fetch(
+            store,
+            COINDESK,
+            [entry(4, published=dated, summary="moved"), entry(12)],
+            at=T0 + 2 * DAY,
+            result="unchanged",
+            etag='"e2"',
+            last_modified="Wed, 03 Dec 2025 08:00:00 GMT",
+        ),
+    ]
+    rows = {e.key: row for row, _, e in store.iter_entries()}
+    store.replace_matches("vcs", "signal", "v2", [(rows["guid-2"], match("vcs"))])
+    # Matched with the re-matched rule's hash: vcs stays fresh, the rules left stale stay so.
+    found.append(
+        fetch(
+            store,
+            SEC,
+            [entry(13, title="OpenAI again")],
+            at=T0 + 3 * DAY,
+            matches={"guid-13": [match("vcs")]},
+            rule_hashes={**H1, ("vcs", "signal"): "v2"},
+        )
+    )
+
+    assert found == [7, 2, 2, 0, 0, 1, 1]
+    t0 = "2025-12-01T08:00:00.000000+00:00"
+    t1 = "2025-12-01T09:00:00.000000+00:00"  # an hour later
+    d1 = "2025-12-02T08:00:00.000000+00:00"  # a day later
+    d2 = "2025-12-03T08:00:00.000000+00:00"
+    d3 = "2025-12-04T08:00:00.000000+00:00"
+    p0, p1 = "2025-11-30T12:00:00.250000+00:00", "2025-11-30T11:00:00.250000+00:00"
+    p2, p3 = "2025-11-30T10:00:00.250000+00:00", "2025-11-30T09:00:00.250000+00:00"
+    p5 = "2025-11-30T07:00:00.250000+00:00"
+    story, cats, r = "https://example.org/story/", '["AI","crypto"]', "Reporter"
+    db = store._conn
+    # fmt: off
+    assert db.execute("SELECT * FROM entries ORDER BY id").fetchall() == [
+        (1, "coindesk", "guid-1", f"link:{story}1", "Headline 1 OpenAI", "Summary 1",
+         f"{story}1", r, cats, p1, t0, t0, p1),
+        (2, "coindesk", "guid-2", f"link:{story}2", "Headline 2 OpenAI", "Summary 2",
+         f"{story}2", r, cats, p2, t0, t0, p2),
+        (3, "coindesk", "guid-3", f"link:{story}3", "OpenAI files for IPO", "Summary 3",
+         f"{story}3", r, cats, p3, t0, d1, p3),
+        (4, "coindesk", "guid-4", f"link:{story}4", "Headline 4 OpenAI", "moved",
+         f"{story}4", r, cats, p0, t0, d2, p0),
+        (5, "coindesk", "guid-5", f"link:{story}5", "Headline 5 OpenAI", "Summary 5",
+         f"{story}5", r, cats, p5, t0, t0, p5),
+        (6, "coindesk", "guid-6", f"link:{story}6", "Headline 6 OpenAI", "Summary 6",
+         f"{story}6", r, "[]", None, t0, t0, t0),
+        (7, "coindesk", "guid-7", "title:openai the ipo maybe", "OpenAI: the IPO, maybe",
+         "Summary 7", None, r, '["AI"]', None, t0, t0, t0),
+        (8, "sec", "guid-9", f"link:{same}", "OpenAI IPO", "Summary 9",
+         same, r, cats, None, t1, t1, t1),
+        (9, "sec", "guid-10", f"link:{same}", "Headline 10 OpenAI", "Summary 10",
+         same, r, cats, None, t1, t1, t1),
+        (10, "coindesk", "guid-8", f"link:{same}", "Headline 8 OpenAI", "Summary 8",
+         same, r, cats, None, d1, d1, d1),
+        (11, "coindesk", "guid-11", f"link:{story}11", "second", "Summary 11",
+         f"{story}11", r, '["x"]', None, d1, d1, d1),
+        (12, "coindesk", "guid-12", f"link:{story}12", "Headline 12 OpenAI", "Summary 12",
+         f"{story}12", r, cats, None, d2, d2, d2),
+        (13, "sec", "guid-13", f"link:{story}13", "OpenAI again", "Summary 13",
+         f"{story}13", r, cats, None, d3, d3, d3),
+    ]
+    hit = '[["OpenAI","title",0,6]]'
+    assert db.execute("SELECT * FROM matches ORDER BY entry_id, item, rule").fetchall() == [
+        ("openai-ipo", p1, 1, "signal", "h1", hit, f"link:{story}1", "coindesk",
+         "Headline 1 OpenAI", f"{story}1", 1),
+        ("vcs", p2, 2, "signal", "v2", hit, f"link:{story}2", "coindesk",
+         "Headline 2 OpenAI", f"{story}2", 1),
+        ("openai-ipo", p3, 3, "confirm", "c1", '[["files for IPO","title",7,20]]',
+         f"link:{story}3", "coindesk", "OpenAI files for IPO", f"{story}3", 1),
+        ("openai-ipo", t0, 7, "confirm", "c1", '[["IPO","title",12,15]]',
+         "title:openai the ipo maybe", "coindesk", "OpenAI: the IPO, maybe", None, 0),
+        ("openai-ipo", t1, 8, "signal", "h1", hit, f"link:{same}", "sec",
+         "OpenAI IPO", same, 0),
+        ("vcs", d3, 13, "signal", "v2", hit, f"link:{story}13", "sec",
+         "OpenAI again", f"{story}13", 0),
+    ]
+    assert db.execute("SELECT * FROM feeds ORDER BY id").fetchall() == [
+        ("coindesk", COINDESK.url, "CoinDesk Markets", None, '"e2"',
+         "Wed, 03 Dec 2025 08:00:00 GMT", d2, d2, "unchanged", None, 0, None, 10),
+        ("sec", SEC.url, None, None, None, None, d3, d3, "new", None, 0, None, 3),
+    ]
+    # fmt: on
+    assert db.execute("SELECT * FROM rule_state").fetchall() == [("vcs", "signal", "v2")]
+
+
+def test_a_long_history_is_probed_by_key_in_batches(store: Store) -> None:
+    fetch(store, COINDESK, [entry(n) for n in range(2300)])
+    # More keys than one lookup takes, against a history much longer than the fetch.
+    again = [entry(n) for n in range(1100)]
+    again[700] = entry(700, title="Headline 700, corrected")
+    assert fetch(store, COINDESK, [*again, entry(5000)], at=T0 + DAY) == 1
+    assert store.entry_count() == 2301
+    updated = store._conn.execute(
+        "SELECT key, title FROM entries WHERE updated > first_seen OR first_seen > ?",
+        ("2025-12-01T08:00:00.000000+00:00",),
+    ).fetchall()
+    assert sorted(updated) == [
+        ("guid-5000", "Headline 5000 OpenAI"),
+        ("guid-700", again[700].title),
+    ]
+
+
+_OFFSETS = st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23))
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2, 1, 1),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.none() | st.builds(timezone, _OFFSETS),
+    )
+)
+def test_stored_times_are_the_iso_text_of_the_utc_time(dt: datetime) -> None:
+    utc = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    assert _ts(dt) == utc.isoformat(timespec="microseconds")
+
+
+def test_storing_a_fetch_reads_through_indexes_only(store: Store) -> None:
+    fetch(store, COINDESK, [entry(n) for n in range(10)], matches={}, rule_hashes=H1)
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    changed = {"guid-1": [match("vcs")]}
+    batch = [entry(1, title="changed"), entry(50)]  # a history longer than the fetch
+    fetch(store, COINDESK, batch, at=T0 + DAY, matches=changed, rule_hashes=H1)
+    fetch(store, COINDESK, [entry(n) for n in range(12)], at=T0 + DAY, matches={}, rule_hashes=H1)
+    store._conn.set_trace_callback(None)
+    scans = set()
+    for sql in statements:
+        if sql.split()[0] in ("SELECT", "UPDATE", "DELETE"):
+            plan = [row[-1] for row in store._conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            scans.update(sql for step in plan if step.startswith("SCAN"))
+    # One row of entries at most, and the few rows of rule_state: both meant to be read whole.
+    assert scans == {
+        "SELECT 1 FROM entries LIMIT 1",
+        "SELECT item, rule, rule_hash FROM rule_state",
+    }
 
 
 # --- feed state --------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ _MATCH_COLUMNS = "item, time, entry_id, rule, rule_hash, hits, story, feed_id, t
 # One encoder: json.dumps with options builds a new one per call, which shows at ingest.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _BATCH = 500  # rows per IN (...) lookup or keyset page; well under SQLite's variable limit
+_TWO_DIGITS = tuple(f"{n:02d}" for n in range(100))  # for `_ts`
 
 # --- schema --------------------------------------------------------------------------------
 
@@ -412,124 +413,126 @@ class Store:
         now = _ts(at)
         hashes = dict(rule_hashes or {})
         with self._transaction() as db:
-            self._update_feed(db, feed, now, result, etag, last_modified, error, next_retry)
-            if feed_title is not None:
-                db.execute("UPDATE feeds SET title = ? WHERE id = ?", (feed_title, feed.id))
-            if not entries:
-                return 0
-            store_was_empty = db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
-            new, touched = self._upsert_entries(db, feed.id, now, entries, matches, hashes)
-            if new:
-                db.execute("UPDATE feeds SET entries = entries + ? WHERE id = ?", (new, feed.id))
-            if touched:
-                self._after_matching(db, matches is not None, hashes, store_was_empty)
+            validators, stored = self._feed_state(db, feed)
+            new = 0
+            if entries:
+                store_was_empty = (
+                    matches is not None
+                    and db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
+                )
+                new, touched = self._upsert_entries(
+                    db, feed.id, stored, now, entries, matches, hashes
+                )
+                if touched:
+                    self._after_matching(db, matches is not None, hashes, store_was_empty)
+            if result == "error":
+                db.execute(
+                    "UPDATE feeds SET url = ?, spec_title = ?, etag = ?, last_modified = ?,"
+                    " last_attempt = ?, last_result = 'error', last_error = ?,"
+                    " consecutive_failures = consecutive_failures + 1, next_retry = ?,"
+                    " title = coalesce(?, title), entries = entries + ? WHERE id = ?",
+                    (
+                        feed.url,
+                        feed.title,
+                        *validators,
+                        now,
+                        error or "unknown error",
+                        _ts(next_retry) if next_retry else None,
+                        feed_title,
+                        new,
+                        feed.id,
+                    ),
+                )
+                return new
+            if result != "not-modified":  # a 200: its validators (or their absence) are current
+                validators = (etag, last_modified)
+            db.execute(
+                "UPDATE feeds SET url = ?, spec_title = ?, etag = ?, last_modified = ?,"
+                " last_attempt = ?, last_success = ?, last_result = ?, last_error = NULL,"
+                " consecutive_failures = 0, next_retry = NULL,"
+                " title = coalesce(?, title), entries = entries + ? WHERE id = ?",
+                (feed.url, feed.title, *validators, now, now, result, feed_title, new, feed.id),
+            )
         return new
 
-    def _update_feed(
-        self,
-        db: sqlite3.Connection,
-        feed: FeedSpec,
-        now: str,
-        result: FetchResultKind,
-        etag: str | None,
-        last_modified: str | None,
-        error: str | None,
-        next_retry: datetime | None,
-    ) -> None:
-        row = db.execute("SELECT url, etag, last_modified FROM feeds WHERE id = ?", (feed.id,))
-        old = row.fetchone()
-        if old is None:
+    def _feed_state(
+        self, db: sqlite3.Connection, feed: FeedSpec
+    ) -> tuple[tuple[str | None, str | None], int]:
+        """The feed's stored (ETag, Last-Modified) and entry count, adding its row if missing.
+
+        The row is added first because entries refer to it; `record_fetch` writes the rest
+        of it last, in one statement, once it knows how many entries were new.
+        """
+        row = db.execute(
+            "SELECT url, etag, last_modified, entries FROM feeds WHERE id = ?", (feed.id,)
+        ).fetchone()
+        if row is None:
             db.execute(
                 "INSERT INTO feeds (id, url, spec_title) VALUES (?, ?, ?)",
                 (feed.id, feed.url, feed.title),
             )
-            old = (feed.url, None, None)
+            return (None, None), 0
         # Validators belong to a URL: after the watchlist points the feed elsewhere they
         # would only confuse the new server.
-        kept_etag, kept_modified = (old[1], old[2]) if old[0] == feed.url else (None, None)
-        if result == "error":
-            db.execute(
-                "UPDATE feeds SET url = ?, spec_title = ?, etag = ?, last_modified = ?,"
-                " last_attempt = ?, last_result = 'error', last_error = ?,"
-                " consecutive_failures = consecutive_failures + 1, next_retry = ?"
-                " WHERE id = ?",
-                (
-                    feed.url,
-                    feed.title,
-                    kept_etag,
-                    kept_modified,
-                    now,
-                    error or "unknown error",
-                    _ts(next_retry) if next_retry else None,
-                    feed.id,
-                ),
-            )
-            return
-        if result != "not-modified":  # a 200: its validators (or their absence) are current
-            kept_etag, kept_modified = etag, last_modified
-        db.execute(
-            "UPDATE feeds SET url = ?, spec_title = ?, etag = ?, last_modified = ?,"
-            " last_attempt = ?, last_success = ?, last_result = ?, last_error = NULL,"
-            " consecutive_failures = 0, next_retry = NULL WHERE id = ?",
-            (feed.url, feed.title, kept_etag, kept_modified, now, now, result, feed.id),
-        )
+        return ((row[1], row[2]) if row[0] == feed.url else (None, None)), row[3]
 
     def _upsert_entries(
         self,
         db: sqlite3.Connection,
         feed_id: str,
+        stored: int,
         now: str,
         entries: Sequence[Entry],
         matches: Mapping[str, Sequence[RuleMatch]] | None,
         hashes: Mapping[tuple[str, str], str],
     ) -> tuple[int, int]:
-        """Insert or update the entries; returns (new, new + changed)."""
+        """Insert or update the entries of a feed holding `stored` of them already.
+
+        Returns (new, new + changed).
+        """
         # The one definition of "same story" (imported here: `status` never needs it).
         from catalysts.feedparse import story_key
 
-        existing: dict[str, tuple[int, tuple[Any, ...], str]] = {}
         keys = list(dict.fromkeys(e.key for e in entries))
-        for start in range(0, len(keys), _BATCH):
-            chunk = keys[start : start + _BATCH]
-            marks = ",".join("?" * len(chunk))
-            for row in db.execute(
-                "SELECT key, id, title, summary, link, author, categories, published, first_seen"
-                f" FROM entries WHERE feed_id = ? AND key IN ({marks})",
-                (feed_id, *chunk),
-            ):
-                existing[row[0]] = (row[1], tuple(row[2:8]), row[8])
+        # key -> (id, title, summary, link, author, categories, published, first_seen)
+        existing = _stored_entries(db, feed_id, keys, whole_feed=stored <= 2 * len(keys))
 
-        # Row ids are assigned here so that new rows go in with one executemany: safe, as
-        # the transaction holds the write lock.
-        next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM entries").fetchone()[0]
+        next_id = 0
+        # Categories repeat across a feed's entries: encode each distinct list once.
+        categories_json: dict[tuple[str, ...], str] = {(): "[]"}
         inserts: dict[str, tuple[Any, ...]] = {}
+        updates: list[tuple[Any, ...]] = []
         match_rows: dict[int, list[tuple[Any, ...]]] = {}
         new = touched = 0
         for entry in entries:
-            published = _ts(entry.published) if entry.published else None
-            categories = _dumps(list(entry.categories)) if entry.categories else "[]"
-            content = (entry.title, entry.summary, entry.link, entry.author, categories, published)
+            categories = categories_json.get(entry.categories)
+            if categories is None:
+                categories = categories_json[entry.categories] = _dumps(list(entry.categories))
             old = existing.get(entry.key)
-            if old is not None and old[1] == content:
+            if (
+                old is not None
+                and old[1:6] == (entry.title, entry.summary, entry.link, entry.author, categories)
+                and _same_time(entry.published, old[6])
+            ):
                 continue
+            published = _ts(entry.published) if entry.published else None
+            content = (entry.title, entry.summary, entry.link, entry.author, categories, published)
             story = story_key(entry)
             if old is None:
+                if not next_id:
+                    # Row ids are assigned here so that new rows go in with one
+                    # executemany: safe, as the transaction holds the write lock.
+                    first = db.execute("SELECT coalesce(max(id), 0) + 1 FROM entries")
+                    next_id = first.fetchone()[0]
                 entry_id, first_seen = next_id, now
                 next_id += 1
                 new += 1
                 touched += 1
             else:
-                entry_id, _, first_seen = old
+                entry_id, first_seen = old[0], old[7]
                 if entry.key not in inserts:  # stored by an earlier fetch, not this one
                     touched += 1
-                    db.execute(
-                        "UPDATE entries SET story = ?, title = ?, summary = ?, link = ?,"
-                        " author = ?, categories = ?, published = ?, updated = ?, time = ?"
-                        " WHERE id = ?",
-                        (story, *content, now, published or first_seen, entry_id),
-                    )
-                    # The old matches describe the old text: never keep them.
-                    db.execute("DELETE FROM matches WHERE entry_id = ?", (entry_id,))
+                    updates.append((story, *content, now, published or first_seen, entry_id))
             time = published or first_seen
             if old is None or entry.key in inserts:
                 inserts[entry.key] = (
@@ -542,8 +545,9 @@ class Store:
                     now,
                     time,
                 )
-            existing[entry.key] = (entry_id, content, first_seen)
-            if matches is not None:
+            existing[entry.key] = (entry_id, *content, first_seen)
+            found = matches.get(entry.key) if matches is not None else None
+            if found:
                 head = (time, entry_id)
                 tail = (story, feed_id, entry.title, entry.link, published is not None)
                 match_rows[entry_id] = [
@@ -555,8 +559,18 @@ class Store:
                         _hits_json(m.hits),
                         *tail,
                     )
-                    for m in matches.get(entry.key, ())
+                    for m in found
                 ]
+        if updates:
+            db.executemany(
+                "UPDATE entries SET story = ?, title = ?, summary = ?, link = ?, author = ?,"
+                " categories = ?, published = ?, updated = ?, time = ? WHERE id = ?",
+                updates,
+            )
+            # The old matches describe the old text: never keep them.
+            db.executemany(
+                "DELETE FROM matches WHERE entry_id = ?", [(row[-1],) for row in updates]
+            )
         if inserts:
             db.executemany(
                 "INSERT INTO entries (id, feed_id, key, story, title, summary, link, author,"
@@ -564,11 +578,12 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 inserts.values(),
             )
-        if match_rows:
+        rows = [row for found in match_rows.values() for row in found]
+        if rows:
             db.executemany(
                 f"INSERT OR REPLACE INTO matches ({_MATCH_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [row for rows in match_rows.values() for row in rows],
+                rows,
             )
         return new, touched
 
@@ -580,7 +595,12 @@ class Store:
         store_was_empty: bool,
     ) -> None:
         """Keep the rule_state invariant after new or changed entries were written."""
-        if matched and store_was_empty:
+        if not matched:
+            # Entries matched against no rule make every rule stale: each must be re-matched
+            # over the whole history before it counts as fresh again.
+            db.execute("DELETE FROM rule_state")
+            return
+        if store_was_empty:
             # Every stored entry is one of those just matched: exactly these rules are fresh.
             db.execute("DELETE FROM rule_state")
             db.executemany(
@@ -588,14 +608,15 @@ class Store:
                 [(item, rule, h) for (item, rule), h in hashes.items()],
             )
             return
+        # Otherwise only the rules these entries were matched with under another hash (or
+        # not at all) are stale.
         stale = [
             (item, rule)
             for item, rule, stored in db.execute("SELECT item, rule, rule_hash FROM rule_state")
-            if not matched or hashes.get((item, rule)) != stored
+            if hashes.get((item, rule)) != stored
         ]
-        # Entries not matched with the stored hash: the rule must be re-matched over the
-        # whole history before it counts as fresh again.
-        db.executemany("DELETE FROM rule_state WHERE item = ? AND rule = ?", stale)
+        if stale:
+            db.executemany("DELETE FROM rule_state WHERE item = ? AND rule = ?", stale)
 
     # --- rules -----------------------------------------------------------------------------
 
@@ -960,9 +981,59 @@ class Store:
 
 
 def _ts(dt: datetime) -> str:
-    """Fixed-width ISO 8601 UTC, so text comparison is time comparison. Naive means UTC."""
+    """Fixed-width ISO 8601 UTC, so text comparison is time comparison. Naive means UTC.
+
+    The text of `isoformat(timespec="microseconds")`, built from a table of two-digit
+    numbers: `isoformat` goes through printf-style formatting and costs twice as much,
+    which shows when a fetch stores thousands of dated entries.
+    """
     dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-    return dt.isoformat(timespec="microseconds")
+    if dt.year < 1000:  # four digits only from year 1000 on
+        return dt.isoformat(timespec="microseconds")
+    two = _TWO_DIGITS
+    return (
+        f"{dt.year}-{two[dt.month]}-{two[dt.day]}T{two[dt.hour]}:{two[dt.minute]}:"
+        f"{two[dt.second]}.{str(1_000_000 + dt.microsecond)[1:]}+00:00"
+    )
+
+
+def _stored_entries(
+    db: sqlite3.Connection, feed_id: str, keys: Sequence[str], *, whole_feed: bool
+) -> dict[str, tuple[Any, ...]]:
+    """The stored rows of a feed's entries with these keys (others may come along), by key.
+
+    A feed that holds little more than the fetch is read whole, one range of an index on
+    feed_id: cheaper than probing each key. A long history is probed key by key instead,
+    so that a daily fetch costs the same in its tenth year as in its first.
+    """
+    columns = "key, id, title, summary, link, author, categories, published, first_seen"
+    if whole_feed:
+        rows = db.execute(f"SELECT {columns} FROM entries WHERE feed_id = ?", (feed_id,))
+        return {row[0]: row[1:] for row in rows}
+    existing: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(keys), _BATCH):
+        chunk = keys[start : start + _BATCH]
+        marks = ",".join("?" * len(chunk))
+        for row in db.execute(
+            f"SELECT {columns} FROM entries WHERE feed_id = ? AND key IN ({marks})",
+            (feed_id, *chunk),
+        ):
+            existing[row[0]] = row[1:]
+    return existing
+
+
+def _same_time(dt: datetime | None, stored: str | None) -> bool:
+    """Whether `dt` is the time stored as `stored` (by `_ts`), without formatting `dt`.
+
+    Parsing the stored text is several times cheaper than formatting, and a refetch
+    compares every entry of the feed. A naive `dt` never equals a parsed (aware) one,
+    so it is compared the way it was stored.
+    """
+    if dt is None or stored is None:
+        return dt is None and stored is None
+    if dt.tzinfo is None:
+        return _ts(dt) == stored
+    return dt == datetime.fromisoformat(stored)
 
 
 def _dt(text: str | None) -> datetime | None:
