@@ -4,6 +4,7 @@ result with a human reason, and the feeds around it are unharmed."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import tracemalloc
 from collections.abc import Iterator
@@ -102,6 +103,80 @@ def test_conditional_get_sends_validators_and_maps_304(
     [sent] = fault_server.requests("/etag")
     assert sent.headers.get("If-None-Match") == validators.get("etag")
     assert sent.headers.get("If-Modified-Since") == validators.get("last_modified")
+
+
+def test_one_connection_serves_a_hosts_feeds_and_their_304s(fault_server: FaultServer) -> None:
+    ports: list[int] = []
+
+    def etag_by_port(h) -> None:  # type: ignore[no-untyped-def]
+        ports.append(h.client_address[1])
+        if h.headers.get("If-None-Match") == ETAG:
+            h.reply(304, b"", {"ETag": ETAG})
+        else:
+            h.reply(200, RSS, {"ETag": ETAG})
+
+    fault_server.route("/kept", etag_by_port)
+    requests = [
+        Request(str(i), fault_server.url(f"/kept?n={i}"), etag=ETAG if i % 2 else None)
+        for i in range(6)
+    ]
+
+    responses = fetch_all(requests, user_agent=UA, options=replace(FAST, per_host=1))
+
+    assert [r.result for r in responses] == ["ok", "not-modified"] * 3
+    # A 304 has no body to read, yet closing it unread would have closed its connection.
+    assert len(ports) == 6
+    assert len(set(ports)) == 1
+
+
+def test_a_cookie_set_by_a_redirect_goes_to_its_target(fault_server: FaultServer) -> None:
+    fault_server.route(
+        "/login", status=302, headers={"Location": "/behind", "Set-Cookie": "seen=1; Path=/"}
+    )
+
+    def behind(h) -> None:  # type: ignore[no-untyped-def]
+        h.reply(200 if h.headers.get("Cookie") == "seen=1" else 403, RSS)
+
+    fault_server.route("/behind", behind)
+
+    response = fetch_one(fault_server.url("/login"))
+
+    assert response.result == "ok"
+    assert response.url == fault_server.url("/behind")
+
+
+@pytest.mark.parametrize("no_proxy", ["", "127.0.0.1"])
+def test_proxies_come_from_the_environment(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch, no_proxy: str
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("http_proxy", fault_server.base_url)
+    monkeypatch.setenv("no_proxy", no_proxy)
+
+    with FaultServer() as origin:
+        response = fetch_one(origin.url("/feed"))
+        direct = [r.path for r in origin.requests()]
+
+    assert response.result == "ok"
+    assert response.body == RSS
+    proxied = [r.path for r in fault_server.requests()]
+    if no_proxy:
+        assert (direct, proxied) == (["/feed"], [])
+    else:  # a proxy gets the whole URL
+        assert (direct, proxied) == ([], [origin.url("/feed")])
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(fault_server: FaultServer) -> None:
+    fault_server.route("/private", body=RSS)
+    url = fault_server.url("/private").replace("://", "://reader:p%40ss@", 1)
+
+    response = fetch_one(url)
+
+    assert response.result == "ok"
+    [sent] = fault_server.requests("/private")
+    assert sent.headers["Authorization"] == "Basic " + base64.b64encode(b"reader:p@ss").decode()
 
 
 def test_stale_validators_get_a_fresh_200(fault_server: FaultServer) -> None:

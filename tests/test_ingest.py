@@ -467,6 +467,26 @@ def test_the_user_agent_comes_from_settings_and_env(
     assert agents == ["research-bot/1 (me@example.com)", "env-agent/2"]
 
 
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # the command name in parentheses may hold spaces: the fields after it are fixed
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    # A zombie (state Z) is dead, only not yet reaped by its new parent.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 def test_a_fetch_killed_mid_run_leaves_a_consistent_store(served, tmp_path: Path) -> None:
     feed_dir = tmp_path / "feeds"
     feed_dir.mkdir()
@@ -504,8 +524,15 @@ def test_a_fetch_killed_mid_run_leaves_a_consistent_store(served, tmp_path: Path
             time.sleep(0.05)
         assert proc.poll() is None, proc.stderr.read().decode()
         assert stored > 0
+        workers = _children(proc.pid)
+        assert workers  # the parse pool is running
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        # The pool's workers are never told; they must notice they are orphans and leave.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)]
     finally:
         if proc.poll() is None:
             proc.kill()

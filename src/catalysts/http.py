@@ -4,9 +4,9 @@
 A feed that fails becomes a `Response` with `result="error"` and a short human reason; nothing
 raises out of `fetch_all` for one feed. What this module guarantees:
 
-- concurrency: `concurrency` requests in flight, at most `per_host` to one host name (each host
-  has its own small `httpx.AsyncClient`, keeping its connections alive between feeds) and a
-  minimum gap between request starts to one host;
+- concurrency: `concurrency` requests in flight, at most `per_host` to one host name (each
+  connection kept alive between the feeds of its host) and a minimum gap between request starts
+  to one host;
 - timeouts: connect and read timeouts per attempt, and a total budget per feed that starts when
   its first request is sent (not while it queues behind its host) and covers every attempt,
   redirect and wait;
@@ -217,74 +217,108 @@ class _Budget:
 
 
 class _Fetcher:
-    """Shared state of one `fetch_all` run: the client, the limits and each host's clock."""
+    """Shared state of one `fetch_all` run: the connections, the limits and each host's clock."""
 
     def __init__(self, options: HttpOptions, user_agent: str, urls: Sequence[str]) -> None:
+        import ssl
+        import urllib.request  # loaded by httpx already
+
         import httpx
 
         self.options = options
         self.slots = asyncio.Semaphore(max(1, options.concurrency))
         self.host_slots: dict[str, asyncio.Semaphore] = {}
         self.host_next_start: dict[str, float] = {}
-        # One small client per host rather than one big pool: httpcore's pool does work
-        # quadratic in its connections on every request, and per host the pool is tiny. A host's
-        # client is closed as soon as no feed of this run needs it, so sockets do not pile up.
-        self.clients: dict[str, httpx.AsyncClient] = {}
+        # One single-connection httpx transport per connection, idle ones kept per host and
+        # scheme, rather than a client with a pool: httpcore's pool scans all its connections on
+        # every request (quadratic in them), and the client adds per-request work (URL merging,
+        # auth and redirect hooks) that this module does itself. A host's connections are closed
+        # as soon as no feed of this run needs them, so sockets do not pile up.
+        self.idle: dict[tuple[str, bool], list[httpx.AsyncHTTPTransport]] = {}
         self.users: Counter[str] = Counter()
         self.pending = Counter(_host(url) for url in urls)
-        self.timeout = httpx.Timeout(
-            connect=options.connect_timeout,
-            read=options.read_timeout,
-            write=options.read_timeout,
-            pool=None,  # our semaphores bound the pool; waiting for a slot is not a timeout
-        )
-        self.limits = httpx.Limits(
-            max_connections=max(1, options.per_host),
-            max_keepalive_connections=max(1, options.per_host),
-        )
+        self.extensions = {
+            "timeout": httpx.Timeout(
+                connect=options.connect_timeout,
+                read=options.read_timeout,
+                write=options.read_timeout,
+                pool=None,  # our semaphores bound the pool; waiting for a slot is not a timeout
+            ).as_dict()
+        }
+        self.limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         self.headers = {
             "User-Agent": user_agent,
             "Accept": ACCEPT,
             "Accept-Encoding": ACCEPT_ENCODING,
         }
-        # Loading the CA certificates takes ~0.1 s: once per run, before any request, so that
-        # it delays none of them (a client of its own would load them again).
-        self.ssl_context: ssl.SSLContext | None = None
-        if any(_scheme(url) in ("http", "https") for url in urls):
-            self.ssl_context = httpx.create_ssl_context()
+        # What a client would keep: a cookie set by one response (often a redirect) goes with
+        # the later requests of the run that its domain and path rules allow.
+        self.cookies = httpx.Cookies()
+        # And the proxies a client takes from the environment (HTTPS_PROXY, NO_PROXY, ...).
+        self.proxies = urllib.request.getproxies_environment()
+        # Loading the CA certificates takes ~0.05 s: once per run (a transport of its own would
+        # load them again), in a thread that starts now, so that it delays no plain-http request
+        # and https ones only until it is done.
+        self.tls: asyncio.Future[ssl.SSLContext] | None = None
+        if any(_scheme(url) == "https" for url in urls):
+            self._load_tls()
+        # Plain http never uses its transport's TLS context, and one without CA certificates
+        # would fail any handshake rather than skip the checks.
+        self.no_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
-    @contextlib.asynccontextmanager
-    async def client(self, host: str) -> AsyncIterator[httpx.AsyncClient]:
-        """The host's client, created on first use and closed when no feed needs it any more."""
+    def _load_tls(self) -> asyncio.Future[ssl.SSLContext]:
         import httpx
 
-        client = self.clients.get(host)
-        if client is None:
-            if self.ssl_context is None:
-                self.ssl_context = httpx.create_ssl_context()
-            client = httpx.AsyncClient(
-                headers=self.headers,
-                timeout=self.timeout,
-                limits=self.limits,
-                verify=self.ssl_context,
-                follow_redirects=False,
+        if self.tls is None:
+            self.tls = asyncio.ensure_future(asyncio.to_thread(httpx.create_ssl_context))
+        return self.tls
+
+    @contextlib.asynccontextmanager
+    async def transport(self, url: str) -> AsyncIterator[httpx.AsyncHTTPTransport]:
+        """An idle connection's transport to the URL's host, or a new one; closed when no feed
+        needs the host any more."""
+        import httpx
+
+        host, https = _host(url), _scheme(url) == "https"
+        idle = self.idle.setdefault((host, https), [])
+        if idle:
+            transport = idle.pop()
+        else:
+            verify = await self._load_tls() if https else self.no_tls
+            transport = httpx.AsyncHTTPTransport(
+                verify=verify, limits=self.limits, proxy=self._proxy(host, https)
             )
-            self.clients[host] = client
         self.users[host] += 1
         try:
-            yield client
+            yield transport
         finally:
             self.users[host] -= 1
+            idle.append(transport)
             await self._close_if_unneeded(host)
 
+    def _proxy(self, host: str, https: bool) -> str | None:
+        import urllib.request
+
+        if urllib.request.proxy_bypass_environment(host, self.proxies):
+            return None
+        proxy = self.proxies.get("https" if https else "http") or self.proxies.get("all")
+        return proxy if not proxy or "://" in proxy else f"http://{proxy}"
+
     async def _close_if_unneeded(self, host: str) -> None:
-        if self.users[host] <= 0 and self.pending[host] <= 0 and host in self.clients:
-            await self.clients.pop(host).aclose()
+        if self.users[host] <= 0 and self.pending[host] <= 0:
+            for https in (False, True):
+                for transport in self.idle.pop((host, https), ()):
+                    await transport.aclose()
 
     async def close(self) -> None:
-        for client in list(self.clients.values()):
-            await client.aclose()
-        self.clients.clear()
+        for idle in list(self.idle.values()):
+            for transport in idle:
+                await transport.aclose()
+        self.idle.clear()
+        if self.tls is not None:
+            # Not left running past the loop; a failure to load is the https feeds' error.
+            with contextlib.suppress(Exception):
+                await self.tls
 
     async def fetch(self, request: Request) -> Response:
         started = time.monotonic()
@@ -378,7 +412,7 @@ class _Fetcher:
         """One attempt: follow redirects by hand, holding a slot for each hop's host."""
         opts = self.options
         url = request.url
-        headers: dict[str, str] = {}
+        headers = dict(self.headers)
         if request.etag:
             headers["If-None-Match"] = request.etag
         if request.last_modified:
@@ -434,11 +468,16 @@ class _Fetcher:
         import httpx
 
         try:
-            async with (
-                self.client(_host(url)) as client,
-                client.stream("GET", url, headers=headers) as response,
-            ):
-                return await self._handle(request, url, response, budget)
+            sent = self._request(url, headers)
+            async with self.transport(url) as transport:
+                response = await transport.handle_async_request(sent)
+                try:
+                    if "set-cookie" in response.headers:
+                        response.request = sent
+                        self.cookies.extract_cookies(response)
+                    return await self._handle(request, url, response, budget)
+                finally:
+                    await response.aclose()
         except httpx.TimeoutException as exc:
             raise _Failure(self._timeout_reason(exc), retryable=True, url=url) from exc
         except httpx.RemoteProtocolError as exc:
@@ -451,6 +490,19 @@ class _Fetcher:
         except _Failure as failure:
             failure.url = failure.url or url
             raise
+
+    def _request(self, url: str, headers: dict[str, str]) -> httpx.Request:
+        """The GET a client would send: credentials in the URL as Basic auth, the run's cookies."""
+        import httpx
+
+        request = httpx.Request("GET", url, headers=headers, extensions=self.extensions)
+        if request.url.username or request.url.password:
+            request.headers["Authorization"] = _basic_auth(
+                request.url.username, request.url.password
+            )
+        if self.cookies.jar:
+            self.cookies.set_cookie_header(request)
+        return request
 
     async def _host_gap(self, host: str) -> None:
         """Wait until this host's next start slot, reserving the one after it."""
@@ -482,6 +534,10 @@ class _Fetcher:
                 raise _Failure(f"HTTP {status} redirect without a Location", status_code=status)
             return location, None
         if status == 304:
+            # A 304 has no body, yet a response closed before its end closes its connection:
+            # reading the (empty) rest keeps the connection for the host's next feed.
+            async for _ in response.aiter_raw():
+                pass
             return None, Response(
                 feed_id=request.feed_id,
                 url=url,
@@ -531,7 +587,8 @@ class _Fetcher:
         decoder = _Decoder(response.headers.get("content-encoding", ""), cap)
         raw = 0
         out = bytearray()
-        async for chunk in response.aiter_raw(_CHUNK):
+        # As the connection delivers them (up to 64 KB a read): re-chunking would only copy.
+        async for chunk in response.aiter_raw():
             raw += len(chunk)
             if raw > cap:
                 raise too_big
@@ -623,6 +680,12 @@ def _error(
         retry_after=retry_after,
         seconds=seconds,
     )
+
+
+def _basic_auth(username: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def _scheme(url: str) -> str:
