@@ -25,6 +25,11 @@ _INLINE_TAG = re.compile(
 )
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>|<![^<>]*>|<\?[^<>]*>")
 _WS = re.compile(r"\s+")
+# Anything html_to_text would change: markup, entities, controls and every whitespace but
+# single inner spaces. Most titles, names and categories have none and are returned as is.
+_NEEDS_WORK = re.compile(
+    "[<&\x00-\x1f\x7f-\xa0\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2069\u3000\ufeff]|  |^ | $"
+)
 # C0/C1 controls, DEL, bidi overrides/isolates, zero-width and BOM characters: never text.
 _CONTROLS = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
@@ -44,10 +49,14 @@ def html_to_text(value: str | None) -> str:
     """
     if not value:
         return ""
+    if not _NEEDS_WORK.search(value):
+        return value
     text = value
     if "<" in text:
-        text = _CDATA.sub(r"\1", text)
-        text = _COMMENT.sub(" ", text)
+        if "<![CDATA[" in text:
+            text = _CDATA.sub(r"\1", text)
+        if "<!--" in text:
+            text = _COMMENT.sub(" ", text)
         text = _DROP_BLOCKS.sub(" ", text)
         text = _INLINE_TAG.sub("", text)
         text = _TAG.sub(" ", text)
