@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+from dataclasses import FrozenInstanceError, replace
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from catalysts.errors import RuleSyntaxError
+from catalysts.models import FIELDS
 from catalysts.rules import (
     AliasRef,
     And,
@@ -17,6 +24,7 @@ from catalysts.rules import (
     parse_rule,
     rule_hash,
 )
+from catalysts.rules.parse import terms
 
 ALIASES = {"openai": ["OpenAI", "Sam Altman"], "vcs": ["Sequoia", "a16z"]}
 
@@ -69,6 +77,18 @@ def shape(node: object) -> object:
         ("@openai IPO", ("AND", "@openai", "ipo")),
         ("Straße", "strasse"),
         ("東京", "東 京"),
+        # lexing corners: every quote pairing, regexes with slashes, spaces and quotes inside
+        ("„files for IPO”", "files for ipo"),
+        ('"IPO“', "ipo"),
+        ("’Sam‘", "sam"),
+        ('"a"b', ("AND", "a", "b")),
+        ("(a)(b)", ("AND", "a", "b")),
+        ("/a\\/b/i", "a\\/b"),
+        ('x /a (b) "c"/ y', ("AND", "x", 'a (b) "c"', "y")),
+        ("title:“IPO”", "title:ipo"),
+        ("title:/ipo/i", "title:ipo"),
+        ("title:title:IPO", "title:ipo"),
+        ("title:https://x", "title:https x"),
     ],
 )
 def test_parse_shapes(source: str, expected: object) -> None:
@@ -106,6 +126,9 @@ ERRORS = [
     ('x "files for IPO', 2, 'unterminated quote at ""files'),
     ("x “files for", 2, "unterminated quote"),
     ("x /abc", 2, "unterminated regular expression"),
+    ("/a\\", 0, "unterminated regular expression"),
+    ("“files„", 0, "unterminated quote"),
+    ("‘Sam", 0, "unterminated quote"),
     ("IPO AND", 4, "AND needs a term after it"),
     ("IPO OR", 4, "OR needs a term after it"),
     ("(IPO AND) x", 5, "AND needs a term after it"),
@@ -126,6 +149,7 @@ ERRORS = [
     ("x /a{2,1}/i", 2, "invalid regular expression"),
     ("x //", 2, "empty regular expression"),
     ("/ipo/g", 5, "unknown regular expression flag"),
+    ("/a/b/c", 3, "unknown regular expression flag"),
     ("()", 1, "empty parentheses"),
     ('x ""', 2, "empty phrase"),
     ("to*ken", 2, "'*' is allowed only at the end of a word"),
@@ -138,6 +162,7 @@ ERRORS = [
     ("NOT a NEAR/2 b", 0, "NEAR joins words"),
     ("a NEAR/2 /x/", 9, "not a regex"),
     ("title:(url:x)", 11, "only one field"),
+    ("title:url:x", 10, "only one field"),
 ]
 
 
@@ -150,6 +175,18 @@ def test_errors_point_at_the_offending_character(source: str, position: int, mes
     assert info.value.source == source
     assert "\n" not in str(info.value)
     assert str(info.value).endswith(f"at column {position + 1}")
+
+
+@pytest.mark.parametrize("term", ["IPO", "tok*", '"files for IPO"', "/ipo/i", "S-1", "@vcs"])
+def test_a_field_scopes_a_lone_term_as_it_scopes_a_group(term: str) -> None:
+    # A word, phrase or regex right after `field:` is built with its field; anything else
+    # is parsed first and then scoped.
+    for name in FIELDS:
+        direct = parse_rule(f"{name}:{term}", ALIASES)
+        assert direct == parse_rule(f"{name}:({term})", ALIASES)  # positions aside
+        assert [(t.fields, t.position) for t in terms(direct)] == [
+            ((name,), len(name) + 1) for _ in terms(direct)
+        ]
 
 
 def test_unknown_alias_points_at_the_at_sign_only_when_aliases_are_given() -> None:
@@ -195,6 +232,61 @@ def test_non_text_rule_is_a_syntax_error() -> None:
 )
 def test_can_match_empty(source: str, expected: bool) -> None:
     assert can_match_empty(parse_rule(source)) is expected
+
+
+def _can(node: object, positive: bool) -> tuple[bool, bool]:
+    """The reference analysis: (can be true, can be false) when the terms with no NOT above
+    them are absent and the others free."""
+    if isinstance(node, (Term, AliasRef)):
+        return (not positive, True)
+    if isinstance(node, Not):
+        can_true, can_false = _can(node.child, False)
+        return (can_false, can_true)
+    if isinstance(node, (And, Or)):
+        results = [_can(c, positive) for c in node.children]
+        truths, falsities = [t for t, _ in results], [f for _, f in results]
+        if isinstance(node, And):
+            return (all(truths), any(falsities))
+        return (any(truths), all(falsities))
+    assert isinstance(node, Near)
+    return (_can(node.left, positive)[0] and _can(node.right, positive)[0], True)
+
+
+ASTS = st.recursive(
+    st.sampled_from([Term("a", ("a",)), Term("b", ("b",), prefix=True), AliasRef("x")]),
+    lambda inner: st.one_of(
+        inner.map(Not),
+        st.lists(inner, min_size=1, max_size=3).map(lambda c: And(tuple(c))),
+        st.lists(inner, min_size=1, max_size=3).map(lambda c: Or(tuple(c))),
+        st.tuples(inner, inner).map(lambda p: Near(p[0], p[1], 3)),
+    ),
+    max_leaves=12,
+)
+
+
+@given(ASTS)
+def test_can_match_empty_agrees_with_the_reference_analysis(node: object) -> None:
+    assert can_match_empty(node) is _can(node, True)[0]  # type: ignore[arg-type]
+
+
+def test_nodes_are_frozen_values_whose_position_does_not_count() -> None:
+    source = 'title:(a OR "b c") NOT d* AND x NEAR/2 @vcs AND /re/i'
+    node = parse_rule(source, ALIASES)
+    moved = parse_rule("\t" + source.replace(" AND ", "\nAND  "), ALIASES)
+    assert node == moved
+    assert hash(node) == hash(moved)
+    assert pickle.loads(pickle.dumps(node)) == node
+    assert copy.deepcopy(node) == node
+    term = Term("IPO", ("ipo",))
+    assert repr(Not(term, 4)) == (
+        "Not(child=Term(text='IPO', words=('ipo',), prefix=False, regex=None, flags='', "
+        "fields=None, position=0), position=4)"
+    )
+    assert replace(term, position=7) == term
+    assert replace(term, position=7).position == 7
+    assert replace(term, prefix=True) != term
+    with pytest.raises(FrozenInstanceError):
+        term.text = "x"  # type: ignore[misc]
 
 
 def test_canonical_ignores_layout_but_not_meaning() -> None:

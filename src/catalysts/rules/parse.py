@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, Union
+from dataclasses import fields as dataclass_fields
+from typing import Any, Union
 
 from catalysts.errors import RuleSyntaxError
 from catalysts.models import FIELDS
@@ -48,9 +49,20 @@ _REGEX_FLAGS = frozenset("i")
 
 
 # --- AST ------------------------------------------------------------------------------------
+#
+# The nodes are frozen dataclasses with hand-written `__init__`s: a compile builds thousands
+# of them, and the generated `__init__` of a frozen dataclass goes through a generic
+# `object.__setattr__` per field, where calling the slot descriptors' setters directly
+# (`_slot_setters`) builds a node in 40% less time. Equality, hashing, `repr`, pickling and
+# `dataclasses.replace` are still the dataclass ones.
 
 
-@dataclass(frozen=True, slots=True)
+def _slot_setters(cls: type) -> tuple[Callable[[object, Any], None], ...]:
+    """The setters of a slots dataclass's fields, in field order: they bypass `frozen`."""
+    return tuple(cls.__dict__[f.name].__set__ for f in dataclass_fields(cls))
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Term:
     """A leaf: a word, prefix or phrase (folded `words`), or a regular expression."""
 
@@ -62,8 +74,29 @@ class Term:
     fields: tuple[str, ...] | None = None  # None: models.DEFAULT_FIELDS
     position: int = field(default=0, compare=False)
 
+    def __init__(
+        self,
+        text: str,
+        words: tuple[str, ...] = (),
+        prefix: bool = False,
+        regex: str | None = None,
+        flags: str = "",
+        fields: tuple[str, ...] | None = None,
+        position: int = 0,
+    ) -> None:
+        set_text, set_words, set_prefix, set_regex, set_flags, set_fields, set_position = (
+            _TERM_SETTERS
+        )
+        set_text(self, text)
+        set_words(self, words)
+        set_prefix(self, prefix)
+        set_regex(self, regex)
+        set_flags(self, flags)
+        set_fields(self, fields)
+        set_position(self, position)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class AliasRef:
     """An `@alias` left unexpanded because `parse_rule` was given no aliases."""
 
@@ -71,45 +104,77 @@ class AliasRef:
     fields: tuple[str, ...] | None = None
     position: int = field(default=0, compare=False)
 
+    def __init__(self, name: str, fields: tuple[str, ...] | None = None, position: int = 0) -> None:
+        set_name, set_fields, set_position = _ALIAS_REF_SETTERS
+        set_name(self, name)
+        set_fields(self, fields)
+        set_position(self, position)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Not:
     child: Node
     position: int = field(default=0, compare=False)
 
+    def __init__(self, child: Node, position: int = 0) -> None:
+        set_child, set_position = _NOT_SETTERS
+        set_child(self, child)
+        set_position(self, position)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class And:
     children: tuple[Node, ...]
     position: int = field(default=0, compare=False)
 
+    def __init__(self, children: tuple[Node, ...], position: int = 0) -> None:
+        set_children, set_position = _AND_SETTERS
+        set_children(self, children)
+        set_position(self, position)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Or:
     children: tuple[Node, ...]
     position: int = field(default=0, compare=False)
 
+    def __init__(self, children: tuple[Node, ...], position: int = 0) -> None:
+        set_children, set_position = _OR_SETTERS
+        set_children(self, children)
+        set_position(self, position)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Near:
     left: Node
     right: Node
     distance: int
     position: int = field(default=0, compare=False)
 
+    def __init__(self, left: Node, right: Node, distance: int, position: int = 0) -> None:
+        set_left, set_right, set_distance, set_position = _NEAR_SETTERS
+        set_left(self, left)
+        set_right(self, right)
+        set_distance(self, distance)
+        set_position(self, position)
+
+
+_TERM_SETTERS = _slot_setters(Term)
+_ALIAS_REF_SETTERS = _slot_setters(AliasRef)
+_NOT_SETTERS = _slot_setters(Not)
+_AND_SETTERS = _slot_setters(And)
+_OR_SETTERS = _slot_setters(Or)
+_NEAR_SETTERS = _slot_setters(Near)
 
 Node = Union[Term, AliasRef, Not, And, Or, Near]  # noqa: UP007 -- runtime alias on 3.10
 
 
 # --- lexer ----------------------------------------------------------------------------------
 
-
-class _Tok(NamedTuple):  # a tuple: a compile makes tens of thousands of them
-    kind: str  # WORD PHRASE REGEX ALIAS FIELD LP RP AND OR NOT NEAR
-    value: str
-    pos: int
-    end: int
-    extra: str = ""  # regex flags; NEAR distance digits
+# A token: kind, value, offset, end offset, extra (regex flags; NEAR distance digits). Plain
+# tuples, as a compile makes tens of thousands of them. Kinds: WORD PHRASE REGEX ALIAS FIELD
+# LP RP AND OR NOT NEAR, and EOF after the last one.
+_Tok = tuple[str, str, int, int, str]
 
 
 def _excerpt(source: str, pos: int) -> str:
@@ -128,85 +193,97 @@ def _error(what: str, source: str, pos: int) -> RuleSyntaxError:
     return RuleSyntaxError(f"{what} at {_excerpt(source, pos)}", source, pos)
 
 
+_STOP = r"\s()\"“”„"  # the characters that end a word
+_REGEX_BODY = r"(?:[^/\\]|\\.?)*"
+# A lexeme and its leading whitespace, as (whitespace, field name, other lexeme): one
+# `findall` builds them all in C, and the first character of an "other" lexeme tells its
+# kind. Every character but a space starts some lexeme, so the lengths add up to offsets.
 _LEXEME = re.compile(
-    r"""(?P<ws>\s*)  # leading whitespace joins the lexeme: half the Python iterations
-    (?: (?P<lp>\() | (?P<rp>\))
-    | (?P<dq>["“”„]) (?P<dq_text>[^"“”]*) (?P<dq_end>["“”])?
-    | (?P<sq>[‘’]) (?P<sq_text>[^‘’]*) (?P<sq_end>[‘’])?
-    | /(?P<re_text>(?:[^/\\]|\\.?)*) (?P<re_end>/ (?P<re_flags>[^\s()"“”„]*) )?
-    | (?P<field>[A-Za-z]+) :(?!//)  # `title:` ends at its colon; `https://...` is a word
-    | (?P<word>[^\s()"“”„]+) )
+    rf"""(\s*)
+    (?: ([A-Za-z]+) :(?!//)  # `title:` ends at its colon; `https://...` is a word
+    | ( [()]
+      | ["“”„] [^"“”]* ["“”]?  # a phrase, perhaps unterminated
+      | [‘’] [^‘’]* [‘’]?
+      | / {_REGEX_BODY} (?: / [^{_STOP}]* )?  # a regex, perhaps unterminated, and its flags
+      | [^{_STOP}]+ ) )  # a word, an operator or an @alias
     """,
     re.VERBOSE,
 )
+_REGEX_PARTS = re.compile(rf"/({_REGEX_BODY})(?:/([^{_STOP}]*))?")  # text, flags
+_FIRST_CHAR_KIND = {
+    "(": "LP",
+    ")": "RP",
+    "@": "ALIAS",
+    "/": "REGEX",
+    **dict.fromkeys('"“”„‘’', "PHRASE"),
+}
+_CLOSING_QUOTES = {**dict.fromkeys('"“”„', '"“”'), **dict.fromkeys("‘’", "‘’")}
+_OPERATORS = frozenset({"AND", "OR", "NOT"})
 
 
 def _lex(source: str) -> list[_Tok]:
     toks: list[_Tok] = []
     append = toks.append
-    i = 0
-    for m in _LEXEME.finditer(source):  # one C scan: every character starts some lexeme
-        if m.start() != i:  # cannot happen; keep it an error
-            raise _error("unexpected character", source, i)
-        kind = m.lastgroup
-        i, j = m.end("ws"), m.end()
-        if kind == "word":
-            append(_word_token(m.group("word"), source, i, j))
-        elif kind == "field":
-            name = m.group("field")
+    end = 0
+    for space, name, lexeme in _LEXEME.findall(source):
+        pos = end + len(space)
+        if name:
             if name not in FIELDS:
                 raise _error(
-                    f"unknown field {name!r} (expected one of {', '.join(FIELDS)})", source, i
+                    f"unknown field {name!r} (expected one of {', '.join(FIELDS)})", source, pos
                 )
-            append(_Tok("FIELD", name, i, j))
-        elif kind == "lp":
-            append(_Tok("LP", "(", i, j))
-        elif kind == "rp":
-            append(_Tok("RP", ")", i, j))
-        elif kind in ("dq_text", "dq_end", "sq_text", "sq_end"):
-            quote = kind[:2]
-            if m.group(f"{quote}_end") is None:
-                raise _error("unterminated quote", source, i)
-            append(_Tok("PHRASE", m.group(f"{quote}_text"), i, j))
-        else:  # a regex
-            if m.group("re_end") is None:
-                raise _error("unterminated regular expression (expected a closing /)", source, i)
-            flags = m.group("re_flags")
-            bad = next((k for k, c in enumerate(flags) if c not in _REGEX_FLAGS), None)
-            if bad is not None:
-                at = m.start("re_flags") + bad
-                raise _error("unknown regular expression flag (expected i)", source, at)
-            append(_Tok("REGEX", m.group("re_text"), i, j, flags))
-        i = j
-    if i != len(source) and not source[i:].isspace():
-        raise _error("unexpected character", source, i)
+            end = pos + len(name) + 1
+            append(("FIELD", name, pos, end, ""))
+            continue
+        end = pos + len(lexeme)
+        kind = _FIRST_CHAR_KIND.get(lexeme[0], "WORD")
+        if kind == "WORD":
+            if lexeme in _OPERATORS:
+                kind = lexeme
+            elif lexeme.startswith("NEAR/"):
+                append(_near_token(lexeme, source, pos, end))
+                continue
+        elif kind == "ALIAS":
+            lexeme = lexeme[1:]
+        elif kind == "PHRASE":
+            if len(lexeme) < 2 or lexeme[-1] not in _CLOSING_QUOTES[lexeme[0]]:
+                raise _error("unterminated quote", source, pos)
+            lexeme = lexeme[1:-1]
+        elif kind == "REGEX":
+            append(_regex_token(lexeme, source, pos, end))
+            continue
+        append((kind, lexeme, pos, end, ""))
+    # Only trailing spaces are left, unless the pattern above skipped a character.
+    if end != len(source) and not source[end:].isspace():
+        raise _error("unexpected character", source, end)
     return toks
 
 
-def _word_token(word: str, source: str, i: int, j: int) -> _Tok:
-    if word in ("AND", "OR", "NOT"):
-        return _Tok(word, word, i, j)
-    if word.startswith("NEAR/"):
-        digits = word[5:]
-        if not (digits.isascii() and digits.isdigit() and 1 <= int(digits) <= MAX_NEAR):
-            raise _error(f"bad NEAR distance (expected NEAR/1 to NEAR/{MAX_NEAR})", source, i + 5)
-        return _Tok("NEAR", word, i, j, digits)
-    if word.startswith("@"):
-        return _Tok("ALIAS", word[1:], i, j)
-    colon = word.find(":")
-    name = word[:colon]
-    # `https://...` is a word, not a field named https.
-    if colon > 0 and name.isascii() and name.isalpha() and word[colon + 1 : colon + 3] != "//":
-        if name not in FIELDS:
-            raise _error(f"unknown field {name!r} (expected one of {', '.join(FIELDS)})", source, i)
-        return _Tok("FIELD", name, i, i + colon + 1)
-    return _Tok("WORD", word, i, j)
+def _near_token(word: str, source: str, pos: int, end: int) -> _Tok:
+    digits = word[5:]
+    if not (digits.isascii() and digits.isdigit() and 1 <= int(digits) <= MAX_NEAR):
+        raise _error(f"bad NEAR distance (expected NEAR/1 to NEAR/{MAX_NEAR})", source, pos + 5)
+    return ("NEAR", word, pos, end, digits)
+
+
+def _regex_token(lexeme: str, source: str, pos: int, end: int) -> _Tok:
+    parts = _REGEX_PARTS.fullmatch(lexeme)
+    assert parts is not None  # the same pattern as in `_LEXEME`, which matched it
+    text, flags = parts.groups()
+    if flags is None:
+        raise _error("unterminated regular expression (expected a closing /)", source, pos)
+    bad = next((k for k, c in enumerate(flags) if c not in _REGEX_FLAGS), None)
+    if bad is not None:
+        at = pos + len(text) + 2 + bad  # after both slashes
+        raise _error("unknown regular expression flag (expected i)", source, at)
+    return ("REGEX", text, pos, end, flags)
 
 
 # --- parser ---------------------------------------------------------------------------------
 
 _TERM_START = frozenset({"WORD", "PHRASE", "REGEX", "ALIAS", "FIELD", "LP"})
 _OPERAND_START = _TERM_START | {"NOT"}
+_LEAF = frozenset({"WORD", "PHRASE", "REGEX"})  # one token makes the whole term
 
 
 class _Parser:
@@ -221,17 +298,9 @@ class _Parser:
         # alias name -> expansion, shared by the rules of one compile
         self.expanded = expanded if expanded is not None else {}
         self.toks = _lex(source)
-        self.toks.append(_Tok("EOF", "", len(source), len(source)))  # so peek never fails
+        self.toks.append(("EOF", "", len(source), len(source), ""))  # so peeking never fails
         self.i = 0
         self.depth = 0
-
-    def peek(self) -> _Tok:
-        return self.toks[self.i]
-
-    def take(self) -> _Tok:
-        tok = self.toks[self.i]
-        self.i += 1
-        return tok
 
     def error(self, what: str, pos: int) -> RuleSyntaxError:
         return _error(what, self.source, pos)
@@ -240,43 +309,46 @@ class _Parser:
         if len(self.toks) == 1:
             raise RuleSyntaxError("empty rule (expected at least one term)", self.source, 0)
         node = self.parse_or()
-        tok = self.peek()
-        if tok.kind != "EOF":  # parse_or stops only at a ')' nobody opened
-            raise self.error("unbalanced parenthesis (no '(' to close)", tok.pos)
+        kind, _, pos, _, _ = self.toks[self.i]
+        if kind != "EOF":  # parse_or stops only at a ')' nobody opened
+            raise self.error("unbalanced parenthesis (no '(' to close)", pos)
         return node
 
-    def need_operand(self, op: _Tok) -> None:
-        nxt = self.peek()
-        if nxt.kind not in _OPERAND_START:
-            raise self.error(f"{op.kind} needs a term after it", op.pos)
-
     def parse_or(self) -> Node:
-        children = [self.parse_and()]
-        while self.toks[self.i].kind == "OR":
-            self.need_operand(self.take())
-            children.append(self.parse_and())
-        return children[0] if len(children) == 1 else Or(tuple(children), children[0].position)
-
-    def parse_and(self) -> Node:
-        children = [self.parse_near()]
+        """The `or` and `and` rules in one loop (an OR closes a group of ANDed operands)."""
+        toks = self.toks
+        groups: list[Node] = []
+        operands: list[Node] = []
         while True:
-            tok = self.toks[self.i]
-            if tok.kind == "AND":
-                self.need_operand(self.take())
-            elif tok.kind not in _OPERAND_START:
+            node = self.parse_unary()
+            if toks[self.i][0] == "NEAR":
+                node = self.parse_near(node)
+            operands.append(node)
+            kind, _, pos, _, _ = toks[self.i]
+            if kind == "AND" or kind == "OR":
+                self.i += 1
+                if toks[self.i][0] not in _OPERAND_START:
+                    raise self.error(f"{kind} needs a term after it", pos)
+                if kind == "OR":
+                    groups.append(_and(operands))
+                    operands = []
+            elif kind not in _OPERAND_START:
                 break
-            children.append(self.parse_near())
-        return children[0] if len(children) == 1 else And(tuple(children), children[0].position)
+        if not groups:
+            return _and(operands)
+        groups.append(_and(operands))
+        return Or(tuple(groups), groups[0].position)
 
-    def parse_near(self) -> Node:
-        left = self.parse_unary()
-        while (tok := self.toks[self.i]).kind == "NEAR":
-            self.take()
-            self.need_operand(tok)
+    def parse_near(self, left: Node) -> Node:
+        toks = self.toks
+        while (tok := toks[self.i])[0] == "NEAR":
+            self.i += 1
+            if toks[self.i][0] not in _OPERAND_START:
+                raise self.error("NEAR needs a term after it", tok[2])
             right = self.parse_unary()
             self.check_near_operand(left)
             self.check_near_operand(right)
-            left = Near(left, right, int(tok.extra), left.position)
+            left = Near(left, right, int(tok[4]), left.position)
         return left
 
     def check_near_operand(self, node: Node) -> None:
@@ -297,54 +369,72 @@ class _Parser:
             raise self.error(f"rule nested too deeply (more than {MAX_DEPTH} levels)", pos)
 
     def parse_unary(self) -> Node:
-        tok = self.peek()
-        if tok.kind == "NOT":
-            self.take()
-            self.need_operand(tok)
-            self.enter(tok.pos)
-            child = self.parse_unary()
-            self.depth -= 1
-            return Not(child, tok.pos)
-        return self.parse_primary()
-
-    def parse_primary(self) -> Node:
-        tok = self.peek()
-        if tok.kind == "EOF":
-            raise self.error("expected a term", len(self.source))
-        if tok.kind in ("AND", "OR", "NEAR"):
-            raise self.error(f"{tok.kind} needs a term before it", tok.pos)
-        if tok.kind == "RP":
-            raise self.error("unbalanced parenthesis (no '(' to close)", tok.pos)
-        self.take()
-        if tok.kind == "LP":
-            self.enter(tok.pos)
-            nxt = self.peek()
-            if nxt.kind == "RP":
-                raise self.error("empty parentheses (expected a term inside)", nxt.pos)
+        """A NOT, or a primary: a parenthesised OR, a field, an alias or a leaf."""
+        toks = self.toks
+        tok = toks[self.i]
+        kind, value, pos, end, _ = tok
+        if kind == "WORD":  # the commonest token
+            self.i += 1
+            return self.word(value, pos)
+        if kind in _LEAF:
+            self.i += 1
+            return self.leaf(tok, None)
+        if kind == "ALIAS":
+            self.i += 1
+            return self.alias(value, pos)
+        if kind == "LP":
+            self.i += 1
+            self.enter(pos)
+            nxt = toks[self.i]
+            if nxt[0] == "RP":
+                raise self.error("empty parentheses (expected a term inside)", nxt[2])
             node = self.parse_or()
-            close = self.peek()
-            if close.kind != "RP":
-                raise self.error("unbalanced parenthesis (expected a closing ')')", tok.pos)
-            self.take()
+            if toks[self.i][0] != "RP":
+                raise self.error("unbalanced parenthesis (expected a closing ')')", pos)
+            self.i += 1
             self.depth -= 1
             return node
-        if tok.kind == "FIELD":
-            nxt = self.peek()
-            if nxt.kind not in _TERM_START or nxt.pos != tok.end:
-                raise self.error(f"expected a term right after {tok.value}:", tok.pos)
-            return _scope(self.parse_primary(), tok.value, self.source)
-        if tok.kind == "ALIAS":
-            return self.alias(tok)
-        if tok.kind == "PHRASE":
-            words = normalize.term_words(tok.value)
-            if not words:
-                raise self.error("empty phrase (expected words inside the quotes)", tok.pos)
-            return Term(f'"{tok.value}"', words, position=tok.pos)
-        if tok.kind == "REGEX":
-            return self.regex(tok)
-        return self.word(tok.value, tok.pos)
+        if kind == "NOT":
+            self.i += 1
+            if toks[self.i][0] not in _OPERAND_START:
+                raise self.error("NOT needs a term after it", pos)
+            self.enter(pos)
+            child = self.parse_unary()
+            self.depth -= 1
+            return Not(child, pos)
+        if kind == "FIELD":
+            self.i += 1
+            nxt = toks[self.i]
+            if nxt[0] not in _TERM_START or nxt[2] != end:
+                raise self.error(f"expected a term right after {value}:", pos)
+            if nxt[0] in _LEAF:  # built with its field: nothing to rescope
+                self.i += 1
+                return self.leaf(nxt, (value,))
+            return _scope(self.parse_unary(), value, self.source)  # NOT cannot come next
+        if kind == "EOF":
+            raise self.error("expected a term", len(self.source))
+        if kind == "RP":
+            raise self.error("unbalanced parenthesis (no '(' to close)", pos)
+        raise self.error(f"{kind} needs a term before it", pos)  # AND OR NEAR
 
-    def word(self, text: str, pos: int) -> Term:
+    def leaf(self, tok: _Tok, fields: tuple[str, ...] | None) -> Term:
+        kind, value, pos, end, flags = tok
+        if kind == "WORD":
+            return self.word(value, pos, fields)
+        if kind == "PHRASE":
+            words = normalize.term_words(value)
+            if not words:
+                raise self.error("empty phrase (expected words inside the quotes)", pos)
+            return Term(f'"{value}"', words, False, None, "", fields, pos)
+        if not value:
+            raise self.error("empty regular expression", pos)
+        try:
+            compile_regex(value, flags)
+        except ValueError as exc:
+            raise self.error(f"invalid regular expression ({exc})", pos) from None
+        return Term(self.source[pos:end], (), False, value, flags, fields, pos)
+
+    def word(self, text: str, pos: int, fields: tuple[str, ...] | None = None) -> Term:
         star = text.find("*")
         if star >= 0:
             if star != len(text) - 1:
@@ -352,53 +442,46 @@ class _Parser:
             base = text[:-1]
             if not base or not normalize.ends_with_word(base):
                 raise self.error("a prefix needs letters or digits before '*'", pos + star)
-            return Term(text, normalize.term_words(base), prefix=True, position=pos)
+            return Term(text, normalize.term_words(base), True, None, "", fields, pos)
         words = normalize.term_words(text)
         if not words:
             raise self.error("expected letters or digits in a term", pos)
-        return Term(text, words, position=pos)
+        return Term(text, words, False, None, "", fields, pos)
 
-    def regex(self, tok: _Tok) -> Term:
-        if not tok.value:
-            raise self.error("empty regular expression", tok.pos)
-        try:
-            compile_regex(tok.value, tok.extra)
-        except ValueError as exc:
-            raise self.error(f"invalid regular expression ({exc})", tok.pos) from None
-        text = self.source[tok.pos : tok.end]
-        return Term(text, regex=tok.value, flags=tok.extra, position=tok.pos)
-
-    def alias(self, tok: _Tok) -> Node:
-        name = tok.value
+    def alias(self, name: str, pos: int) -> Node:
         if not name:
-            raise self.error("expected an alias name after '@'", tok.pos)
+            raise self.error("expected an alias name after '@'", pos)
         if self.aliases is None:
-            return AliasRef(name, position=tok.pos)
+            return AliasRef(name, None, pos)
         cached = self.expanded.get(name)
         if isinstance(cached, Or):  # a fresh node, so errors point into this rule
-            return Or(cached.children, tok.pos)
+            return Or(cached.children, pos)
         if cached is not None:
-            return replace(cached, position=tok.pos)
+            return replace(cached, position=pos)
         if name not in self.aliases:
             known = ", ".join(sorted(self.aliases)[:8]) or "none defined"
-            raise self.error(f"unknown alias @{name} (known: {known})", tok.pos)
+            raise self.error(f"unknown alias @{name} (known: {known})", pos)
         terms: list[Node] = []
         for element in self.aliases[name]:
             text = str(element).strip()
             if text.endswith("*"):
-                term = self.word(text, tok.pos)
+                term = self.word(text, pos)
             else:
                 words = normalize.term_words(text)
                 if not words:
-                    raise self.error(f"alias @{name} has an element with no words", tok.pos)
+                    raise self.error(f"alias @{name} has an element with no words", pos)
                 shown = text if len(words) == 1 else f'"{text}"'
-                term = Term(shown, words, position=tok.pos)
+                term = Term(shown, words, False, None, "", None, pos)
             terms.append(term)
         if not terms:
-            raise self.error(f"alias @{name} is empty", tok.pos)
-        node = terms[0] if len(terms) == 1 else Or(tuple(terms), tok.pos)
+            raise self.error(f"alias @{name} is empty", pos)
+        node = terms[0] if len(terms) == 1 else Or(tuple(terms), pos)
         self.expanded[name] = node
         return node
+
+
+def _and(operands: list[Node]) -> Node:
+    return operands[0] if len(operands) == 1 else And(tuple(operands), operands[0].position)
 
 
 def compile_regex(pattern: str, flags: str) -> object:
@@ -473,22 +556,6 @@ def positive_terms(node: Node) -> list[Term]:
     return positive_terms(node.left) + positive_terms(node.right)
 
 
-def _can(node: Node, positive: bool) -> tuple[bool, bool]:
-    """(can be true, can be false) when every positive term is absent, others free."""
-    if isinstance(node, (Term, AliasRef)):
-        return (not positive, True)
-    if isinstance(node, Not):
-        can_true, can_false = _can(node.child, False)
-        return (can_false, can_true)
-    if isinstance(node, And):
-        results = [_can(c, positive) for c in node.children]
-        return (all(t for t, _ in results), any(f for _, f in results))
-    if isinstance(node, Or):
-        results = [_can(c, positive) for c in node.children]
-        return (any(t for t, _ in results), all(f for _, f in results))
-    return (_can(node.left, positive)[0] and _can(node.right, positive)[0], True)
-
-
 def can_match_empty(node: Node) -> bool:
     """True when the rule can hold with no positive term present (e.g. `NOT spam`).
 
@@ -496,7 +563,17 @@ def can_match_empty(node: Node) -> bool:
     for every document; validation may warn about it. Over-approximates: a True here is
     "possibly", a False is certain.
     """
-    return _can(node, True)[0]
+    # With every positive term absent a leaf is false, while the terms under a NOT are free,
+    # so a NOT can always be made true (its operand false).
+    if isinstance(node, Not):
+        return True
+    if isinstance(node, And):
+        return all(map(can_match_empty, node.children))
+    if isinstance(node, Or):
+        return any(map(can_match_empty, node.children))
+    if isinstance(node, Near):
+        return can_match_empty(node.left) and can_match_empty(node.right)
+    return False
 
 
 def canonical(node: Node) -> str:
