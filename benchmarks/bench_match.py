@@ -23,6 +23,7 @@ on a shared machine disturb them less; they are still only comparable within one
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import re
 import statistics
@@ -165,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     size = statistics.mean(len(e["title"]) + len(e["summary"]) for e in entries)
     print(f"generated {n:,} entries (mean {size:,.0f} chars) in {time.process_time() - t0:.1f}s")
     print(f"{ITEMS} items, {len(rules)} rules, {len(aliases)} aliases")
+    # The generated corpus is ~100 MB of objects that a catalysts process never holds (ingest
+    # matches one feed at a time): out of the collector's sight, or every full collection
+    # that compiling or matching triggers would walk it (measured: compile 46 -> 77 ms).
+    gc.freeze()
 
     RuleSet.compile(rules[:2], aliases)  # import re2 outside the timing
     # Cold: rule sets of their own vocabulary, so no cache (term words, RE2's pattern

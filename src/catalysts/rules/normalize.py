@@ -184,6 +184,8 @@ def extend_spans(folded: str, words: list[str], starts: list[int], ends: list[in
 @lru_cache(maxsize=8192)
 def term_words(text: str) -> tuple[str, ...]:
     """The folded tokens of a rule term; several tokens make the term a phrase."""
+    if text.isascii() and text.isalnum():  # most terms: one plain word, folded by lower()
+        return (text.lower(),)
     return tuple(words_of(fold(text)))
 
 
