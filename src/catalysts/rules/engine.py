@@ -896,14 +896,15 @@ class RuleSet:
         if not candidates:
             return list(self._when_nothing)
         field_tokens: dict[str, _FieldTokens] = {}
-        if self.prefilter != "none" and self._rest_words and folded:
+        phrases = candidates & self._rest_keys if self.prefilter != "none" and folded else ()
+        if phrases:
             # Stage 1 saw one word of each phrase: keep a phrase only if all its whole
             # words are tokens of the document.
             field_tokens = {name: _FieldTokens(texts[name], text) for name, text in folded}
             present = set().union(*(t.words for t in field_tokens.values()))
             rest = self._rest_words
             candidates = candidates.difference(
-                [k for k in candidates & self._rest_keys if not present.issuperset(rest[k])]
+                [k for k in phrases if not present.issuperset(rest[k])]
             )
             if not candidates:
                 return list(self._when_nothing)
