@@ -173,6 +173,21 @@ def watchlist(feeds: list[FeedSpec]) -> Watchlist:
     )
 
 
+def shipped_watchlist(feeds: list[FeedSpec]) -> Watchlist:
+    """The repository's watchlist (every rule and alias) over `feeds`, every item scoped to
+    every feed: what a user's fetch matches."""
+    from dataclasses import replace
+
+    from catalysts.watchlist import load_watchlist
+
+    wl = load_watchlist(Path(__file__).resolve().parents[1] / "watchlist.yaml")
+    theses = tuple(
+        replace(t, items=tuple(replace(i, sources=(), feeds=frozenset()) for i in t.items))
+        for t in wl.theses
+    )
+    return replace(wl, feeds=tuple(feeds), theses=theses)
+
+
 def bench_network(n_feeds: int, entries: int, latency: float, concurrency: int) -> bool:
     import feedparser
 
@@ -263,34 +278,43 @@ def bench_real(repeat: int) -> bool:
         fp_entries = sum(len(feedparser.parse(d).entries) for d in data)
         fp_best = min(fp_best, time.perf_counter() - started)
 
-    wl = watchlist([FeedSpec(id=f"r{i}", url=str(p)) for i, p in enumerate(files)])
-    cat_best = math.inf
-    stored = 0
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "real.db") as store:
-            started = time.perf_counter()
-            reports = ingest.fetch_feeds(wl, store, now=NOW)
-            cat_best = min(cat_best, time.perf_counter() - started)
-            stored = store.entry_count()
-    stages = stage_rates(wl, data, files, repeat)
-    errors = [r.id for r in reports if r.result == "error"]
     print(f"real corpus: {len(files)} files (best of {repeat})")
     print(
         f"  feedparser.parse(bytes) only:     {fp_entries / fp_best:10.0f} entries/s "
         f"({fp_entries} entries, {fp_best:.2f} s)"
     )
-    print(
-        f"  catalysts ingest (read, parse, normalise, match, store): "
-        f"{stored / cat_best:10.0f} entries/s ({stored} stored, {cat_best:.2f} s, "
-        f"{len(errors)} errors)"
-    )
-    for name, rate in stages.items():
-        print(f"    stage {name:<28} {rate:10.0f} entries/s")
-    print(
-        f"  ratio: {fp_best / cat_best * stored / max(fp_entries, 1):.2f}x feedparser "
-        "(target >= 10,000 entries/s; feedparser reads no JSON Feed, hence fewer entries)"
-    )
-    return stored / cat_best >= 10_000
+    feeds = [FeedSpec(id=f"r{i}", url=str(p)) for i, p in enumerate(files)]
+    rates = []
+    for name, wl in (
+        ("the benchmark's 6 items", watchlist(feeds)),
+        (
+            f"the shipped watchlist, {len(shipped_watchlist([]).items)} items",
+            shipped_watchlist(feeds),
+        ),
+    ):
+        cat_best = math.inf
+        stored = 0
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "real.db") as store:
+                started = time.perf_counter()
+                reports = ingest.fetch_feeds(wl, store, now=NOW)
+                cat_best = min(cat_best, time.perf_counter() - started)
+                stored = store.entry_count()
+        stages = stage_rates(wl, data, files, repeat)
+        errors = [r.id for r in reports if r.result == "error"]
+        print(
+            f"  catalysts ingest with {name} (read, parse, normalise, match, store): "
+            f"{stored / cat_best:10.0f} entries/s ({stored} stored, {cat_best:.2f} s, "
+            f"{len(errors)} errors)"
+        )
+        for stage, rate in stages.items():
+            print(f"    stage {stage:<28} {rate:10.0f} entries/s")
+        print(
+            f"    ratio: {fp_best / cat_best * stored / max(fp_entries, 1):.2f}x feedparser "
+            "(target >= 10,000 entries/s; feedparser reads no JSON Feed, hence fewer entries)"
+        )
+        rates.append(stored / cat_best)
+    return min(rates) >= 10_000
 
 
 def stage_rates(
@@ -316,8 +340,8 @@ def stage_rates(
     for _ in range(repeat):
         started = time.perf_counter()
         ruleset = RuleSet.compile(sources, wl.aliases)
-        for feed_id, entry in entries:
-            ruleset.match(document(entry, feed_id))
+        for feed_id, feed in parsed:  # one batch per feed, as ingest matches
+            ruleset.match_many(document(e, feed_id) for e in feed.entries)  # type: ignore[attr-defined]
         best["match"] = min(best.get("match", math.inf), time.perf_counter() - started)
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "stage.db") as store:
