@@ -845,44 +845,51 @@ class RuleSet:
     def match_many(self, docs: Iterable[Mapping[str, str]]) -> list[list[RuleMatch]]:
         """`[self.match(doc) for doc in docs]`, with one anchor search over the batch.
 
-        Most news shares no word with any rule. One RE2 scan of the documents joined
-        finds those that contain an anchor word (a newline separates them, and no anchor
-        word spans one), so each of the others costs a join and an encode instead of a
-        Python round of the anchor test. Used by ingest and re-matching.
+        Most news shares no word with any rule. One search of the documents joined (a
+        newline separates them, and no anchor word spans one) finds those that contain an
+        anchor word -- one RE2 scan for many anchors, `str.find` of each for a few -- so
+        each of the others costs a join instead of a Python round of the anchor test. Used
+        by ingest and re-matching.
         """
         batch = [_texts(doc) for doc in docs]
-        first = self._anchor_first
-        if first is None or self.prefilter != "gate" or not self._anchored or len(batch) < 2:
+        if self.prefilter != "gate" or not self._anchored or self._gate is None or len(batch) < 2:
             return [self._match_texts(texts) for texts in batch]
         fields = self._word_fields
-        try:
-            data = [
-                "\n".join([t[n] for n in fields if n in t]).encode().replace(b"_", b" ")
-                for t in batch
-            ]
-        except UnicodeEncodeError:  # a lone surrogate: match() replaces it, one by one
-            return [self.match(texts) for texts in batch]
-        joined = b"\n".join(data).lower()  # see the anchor pattern in __init__
-        starts = list(accumulate((len(d) + 1 for d in data[:-1]), initial=0))
-        hits = [False] * len(batch)
-        pos, end = 0, len(joined)
-        while pos < end:
-            at = first(joined, pos)
-            if at < 0:
-                break
-            index = bisect_right(starts, at) - 1
-            hits[index] = True
-            if index + 1 == len(starts):
-                break
-            pos = starts[index + 1]
+        raws = ["\n".join([t[n] for n in fields if n in t]) for t in batch]
+        hits: list[bool | None]
+        if self._anchor_words is not None:
+            hits = self._anchor_hits_by_substring(raws, self._anchor_words)
+        else:
+            try:
+                hits = self._anchor_hits_by_re2(raws)
+            except UnicodeEncodeError:  # a lone surrogate: match() replaces it, one by one
+                return [self.match(texts) for texts in batch]
         # Without an anchor word (and no regex term to look for), only the always-rules hold.
         skip = not self._regex_fields
         return [
             list(self._when_nothing)
-            if skip and datum and not hit
-            else self._match_texts(texts, hit if datum else None)
-            for texts, datum, hit in zip(batch, data, hits, strict=True)
+            if skip and raw and hit is False
+            else self._match_texts(texts, hit if raw else None)
+            for texts, raw, hit in zip(batch, raws, hits, strict=True)
         ]
+
+    def _anchor_hits_by_re2(self, raws: list[str]) -> list[bool | None]:
+        """Per document, whether the anchor pattern occurs (see __init__), in one scan."""
+        data = [raw.encode().replace(b"_", b" ") for raw in raws]
+        joined = b"\n".join(data).lower()  # see the anchor pattern in __init__
+        return _flag_documents(joined, [len(d) for d in data], [self._anchor_first])
+
+    def _anchor_hits_by_substring(
+        self, raws: list[str], words: tuple[str, ...]
+    ) -> list[bool | None]:
+        """Per ASCII document, whether an anchor word occurs in it lowered (a superset of a
+        word occurring); None for the others, which `_candidates` tests folded."""
+        ascii_docs = [raw.isascii() for raw in raws]
+        kept = [raw if plain else "" for raw, plain in zip(raws, ascii_docs, strict=True)]
+        joined = "\n".join(kept).lower()
+        finders = [lambda text, pos, w=w: text.find(w, pos) for w in words]
+        flags = _flag_documents(joined, [len(k) for k in kept], finders)
+        return [flag if plain else None for flag, plain in zip(flags, ascii_docs, strict=True)]
 
     def _match_texts(
         self, texts: dict[str, str], anchor_hit: bool | None = None
@@ -928,6 +935,27 @@ class RuleSet:
                 resolved = [state.hit(term, name, occ) for term, name, occ in hits]
                 out.append(RuleMatch(rule.item, rule.rule, _sorted_hits(resolved)))
         return out
+
+
+def _flag_documents(joined: Any, lengths: list[int], finders: list[Any]) -> list[bool | None]:
+    """Which of the documents joined by one separator (of the given lengths) each finder
+    (`(text, pos) -> start or -1`) finds something in; after a find, the search moves on
+    to the next document."""
+    starts = list(accumulate((n + 1 for n in lengths[:-1]), initial=0))
+    hits: list[bool | None] = [False] * len(lengths)
+    end = len(joined)
+    for find in finders:
+        pos = 0
+        while pos < end:
+            at = find(joined, pos)
+            if at < 0:
+                break
+            index = bisect_right(starts, at) - 1
+            hits[index] = True
+            if index + 1 == len(starts):
+                break
+            pos = starts[index + 1]
+    return hits
 
 
 def _texts(doc: Mapping[str, str]) -> dict[str, str]:
