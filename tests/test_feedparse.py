@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import re
+import sys
+from dataclasses import FrozenInstanceError, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -228,6 +231,8 @@ def test_story_key_uses_title_for_google_news_redirects() -> None:
         ("https://bank.example@evil.example/login", None, "https://evil.example/login"),
         (" https://e.com/a\n/b c ", None, "https://e.com/a/b%20c"),
         ("https://e.com/\x1b[31m", None, None),
+        ("https://e.com/a\r\x7f", None, None),
+        ("https://e.com/a\tb\r\nc", None, "https://e.com/abc"),
         ("", None, None),
     ],
 )
@@ -805,6 +810,32 @@ def test_html_to_text_shortcut_changes_nothing(value: str) -> None:
     with pytest.MonkeyPatch.context() as m:
         m.setattr(text, "_NEEDS_WORK", re.compile(""))  # always "needs work"
         assert text.html_to_text(value) == fast
+
+
+def test_html_to_text_collapses_whitespace_as_regex_would() -> None:
+    # html_to_text collapses with str.split(): it must split on exactly re's \s.
+    chars = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
+    assert [c for c in chars if c.isspace()] == re.findall(r"\s", chars)
+    assert chars.split() == re.split(r"\s+", chars.strip())
+    assert feedparse.html_to_text(" \u3000a\u2028\t b\xa0") == "a b"
+
+
+def test_entry_keeps_dataclass_behaviour() -> None:
+    # Entry has a hand-written __init__ (speed): equality, hash, defaults, frozenness,
+    # pickling and replace must be what the generated one gave.
+    published = datetime(2026, 8, 18, tzinfo=timezone.utc)
+    entry = Entry("guid:1", "T", "s", "https://a.example/", "me", ("x",), published)
+    same = Entry(
+        key="guid:1", title="T", summary="s", link="https://a.example/", author="me",
+        categories=("x",), published=published,
+    )  # fmt: skip
+    assert (entry, hash(entry)) == (same, hash(same))
+    assert entry != replace(entry, categories=())
+    assert pickle.loads(pickle.dumps(entry)) == entry
+    assert Entry("k", "t") == Entry("k", "t", "", None, None, (), None)
+    assert replace(entry, key="guid:2").key == "guid:2"
+    with pytest.raises(FrozenInstanceError):
+        entry.title = "changed"  # type: ignore[misc]
 
 
 # --- the real corpus ----------------------------------------------------------------------------

@@ -157,8 +157,12 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
     if not url:
         return None
     # As browsers do: tabs and newlines vanish, spaces are encoded; other controls are junk.
-    url = _URL_BREAKS.sub("", url.strip()).replace(" ", "%20")
-    if not url or _URL_CONTROL.search(url):
+    url = url.strip().replace(" ", "%20")
+    if _URL_CONTROL.search(url):  # seldom: most links have no control character at all
+        url = _URL_BREAKS.sub("", url)
+        if _URL_CONTROL.search(url):
+            return None
+    if not url:
         return None
     plain = _PLAIN_URL.match(url)
     if plain is not None and not plain.group(2).endswith("."):
@@ -579,30 +583,36 @@ class _Replay:
                 self.version = "rss10"
             elif low == _ATOM_NS:
                 self.version = "atom10"
-        self.element(root)
+        self.elements((root,))
 
-    def element(self, el: Any) -> None:
-        key, handler, closes = self.keys[el.tag]
-        self.depth += 1
-        items = el.items()
-        attrs = self.attributes(items) if items else {}
-        # feedparser stacks every element's base; while no base is in force only empty ones,
-        # which restore nothing, so they are left out.
-        based = self.baseuri or "xml:base" in attrs or "base" in attrs
-        if based:
-            self.track_base(attrs.get("xml:base", attrs.get("base")))
-            self.basestack.append(self.baseuri)
-        if closes:  # feedparser's "special hack" for unclosed textinput and image elements
-            if closes & _CLOSES_TEXTINPUT:
-                self.intextinput = False
-            if closes & _CLOSES_IMAGE:
-                self.inimage = False
-        handler(self, key, el, attrs)
-        if based:
-            self.basestack.pop()
-            if self.basestack and self.basestack[-1]:
-                self.baseuri = self.basestack[-1]
-        self.depth -= 1
+    def elements(self, els: Iterable[Any]) -> None:
+        """Replay each element in turn; `self.elements(el)` replays el's children.
+
+        One loop, not a method per element: this runs for every element of every document.
+        """
+        keys = self.keys
+        for el in els:
+            key, handler, closes = keys[el.tag]
+            self.depth += 1
+            items = el.items()
+            attrs = self.attributes(items) if items else {}
+            # feedparser stacks every element's base; while no base is in force only empty
+            # ones, which restore nothing, so they are left out.
+            based = self.baseuri or "xml:base" in attrs or "base" in attrs
+            if based:
+                self.track_base(attrs.get("xml:base", attrs.get("base")))
+                self.basestack.append(self.baseuri)
+            if closes:  # feedparser's "special hack" for unclosed textinput and image elements
+                if closes & _CLOSES_TEXTINPUT:
+                    self.intextinput = False
+                if closes & _CLOSES_IMAGE:
+                    self.inimage = False
+            handler(self, key, el, attrs)
+            if based:
+                self.basestack.pop()
+                if self.basestack and self.basestack[-1]:
+                    self.baseuri = self.basestack[-1]
+            self.depth -= 1
 
     def track_base(self, base: str | None) -> None:
         if base:
@@ -617,10 +627,6 @@ class _Replay:
             rebased = self.fp.safe_absolute(self.baseuri, self.baseuri) or self.baseuri
             self.rebased[self.baseuri] = rebased
         self.baseuri = rebased
-
-    def children(self, el: Any) -> None:
-        for child in el:
-            self.element(child)
 
     def attributes(self, items: list[tuple[str, str]]) -> dict[str, str]:
         attrs = {}
@@ -717,7 +723,7 @@ class _Replay:
                 self.context().setdefault("image", {})
             self.inimage = True
         self.title_depth = -1
-        self.children(el)
+        self.elements(el)
         if key == "textinput":
             self.intextinput = False
         else:
@@ -728,7 +734,7 @@ class _Replay:
             self.source["href"] = attrs["url"]
         self.insource = True
         self.title_depth = -1
-        self.children(el)
+        self.elements(el)
         self.insource = False
         self.source.clear()
 
@@ -738,12 +744,12 @@ class _Replay:
     def container(self, key: str, el: Any, attrs: dict[str, str]) -> None:
         if key == "contributor":
             self.incontributor = True
-        self.children(el)
+        self.elements(el)
         self.incontributor = False
 
     def unknown(self, key: str, el: Any, attrs: dict[str, str]) -> None:
         # No handler: feedparser keeps the element under its own name, which nothing reads.
-        self.children(el)
+        self.elements(el)
 
     def feed_element(self, key: str, el: Any, attrs: dict[str, str]) -> None:
         if key == "rss":
@@ -752,14 +758,14 @@ class _Replay:
                 self.version = _RSS_VERSIONS.get(version) or (
                     "rss20" if version.startswith("2.") else "rss"
                 )
-            self.children(el)
+            self.elements(el)
             return
         if key == "feed" and not self.version:
             self.version = _ATOM_VERSIONS.get(attrs.get("version", ""), "atom")
         if key == "channel" and ("lastmod" in attrs or "href" in attrs):
             raise _GiveUp  # CDF attributes
         self.infeed = True
-        self.children(el)
+        self.elements(el)
         self.infeed = False
 
     def item(self, key: str, el: Any, attrs: dict[str, str]) -> None:
@@ -772,7 +778,7 @@ class _Replay:
         self.title_depth = -1
         if attrs.get("rdf:about"):
             self.context()["id"] = attrs["rdf:about"]
-        self.children(el)
+        self.elements(el)
         self.inentry = False
         self.has_content = False
 
@@ -789,13 +795,16 @@ class _Replay:
 
     def push_content(self, attrs: dict[str, str], default_type: str, expecting: bool) -> None:
         self.incontent += 1
-        kind = _content_type(attrs.get("type", default_type)) if attrs else default_type
-        if attrs.get("mode") == "base64" or not (
-            kind.startswith("text/") or kind.endswith(("+xml", "/xml"))
-        ):
-            raise _GiveUp  # base64-encoded content
-        if kind == "application/xhtml+xml":
-            raise _GiveUp  # feedparser re-serialises and escapes XHTML
+        if attrs:
+            kind = _content_type(attrs.get("type", default_type))
+            if attrs.get("mode") == "base64" or not (
+                kind.startswith("text/") or kind.endswith(("+xml", "/xml"))
+            ):
+                raise _GiveUp  # base64-encoded content
+            if kind == "application/xhtml+xml":
+                raise _GiveUp  # feedparser re-serialises and escapes XHTML
+        else:
+            kind = default_type  # text/plain or text/html: nothing to check
         self.content_type = kind
         self.content_base = self.baseuri
         self.expecting = expecting
@@ -816,7 +825,7 @@ class _Replay:
                 handler is not _Replay.unknown or child.attrib
             ):
                 raise _GiveUp  # an element that pushes no text: its text joins the author's
-            self.element(child)
+            self.elements((child,))
             pieces.append(child.tail or "")
         self.pop("author", True, "".join(pieces))
         self.inauthor = False
@@ -1145,8 +1154,13 @@ def _dedupe_keys(entries: list[Entry]) -> Iterable[Entry]:
 
 
 def _categories(terms: Iterable[str | None]) -> tuple[str, ...]:
-    cleaned = (html_to_text(t)[:MAX_CATEGORY] for t in terms if t)
-    return tuple(dict.fromkeys(c for c in cleaned if c))[:MAX_CATEGORIES]
+    kept: dict[str, None] = {}  # first-seen order, no duplicates
+    for term in terms:
+        if term:
+            text = html_to_text(term)[:MAX_CATEGORY]
+            if text:
+                kept[text] = None
+    return tuple(kept)[:MAX_CATEGORIES]
 
 
 def _from_struct(value: Any) -> datetime | None:

@@ -24,11 +24,11 @@ _INLINE_TAG = re.compile(
     re.IGNORECASE,
 )
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>|<![^<>]*>|<\?[^<>]*>")
-_WS = re.compile(r"\s+")
 # Anything html_to_text would change: markup, entities, controls and every whitespace but
-# single inner spaces. Most titles, names and categories have none and are returned as is.
+# single inner spaces (outer ones are checked apart: "^ | $" would be tried at every
+# position). Most titles, names and categories have none and are returned as is.
 _NEEDS_WORK = re.compile(
-    "[<&\x00-\x1f\x7f-\xa0\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2069\u3000\ufeff]|  |^ | $"
+    "[<&\x00-\x1f\x7f-\xa0\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2069\u3000\ufeff]|  "
 )
 # C0/C1 controls, DEL, bidi overrides/isolates, zero-width and BOM characters: never text.
 _CONTROLS = re.compile(
@@ -49,7 +49,7 @@ def html_to_text(value: str | None) -> str:
     """
     if not value:
         return ""
-    if not _NEEDS_WORK.search(value):
+    if not _NEEDS_WORK.search(value) and value[0] != " " and value[-1] != " ":
         return value
     text = value
     if "<" in text:
@@ -62,5 +62,6 @@ def html_to_text(value: str | None) -> str:
         text = _TAG.sub(" ", text)
     if "&" in text:
         text = html.unescape(text)
-    text = strip_controls(text)
-    return _WS.sub(" ", text).strip()
+    # str.split() splits on exactly the characters of re's \s (both use str.isspace), and
+    # twice as fast as re.sub(r"\s+", " ", text).strip() on article bodies.
+    return " ".join(strip_controls(text).split())
