@@ -706,6 +706,7 @@ def test_analysis_survives_the_trip_back_from_a_worker() -> None:
     import pickle
 
     from catalysts.models import Entry, Hit, RuleMatch
+    from catalysts.store import prepare_entries
 
     entry = Entry(
         key="guid:1",
@@ -720,11 +721,16 @@ def test_analysis_survives_the_trip_back_from_a_worker() -> None:
     match = RuleMatch(
         "openai-ipo", "signal", (Hit("OpenAI", "title", 0, 6), Hit("IPO", "title", 17, 20))
     )
+    prepared = prepare_entries([entry, bare], {"guid:1": [match]})
+    assert prepared.rows[0][6] == "2026-08-01T09:30:15.123456+00:00"
+    assert prepared.matches == {
+        "guid:1": [("openai-ipo", "signal", '[["OpenAI","title",0,6],["IPO","title",17,20]]')]
+    }
     for analysis in (
-        ingest._Analysis(entries=(entry, bare), matches={"guid:1": [match]}, title="Feed"),
-        ingest._Analysis(entries=(bare,), matches={}),
+        ingest._Analysis(entries=prepared, title="Feed"),
+        ingest._Analysis(entries=prepare_entries([bare], {})),
+        ingest._Analysis(entries=prepare_entries([bare])),
         ingest._Analysis(error="not a feed: looks like an HTML page"),
     ):
         back = pickle.loads(pickle.dumps(analysis))
         assert back == analysis
-        assert all(type(e) is Entry for e in back.entries)

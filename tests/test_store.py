@@ -111,6 +111,41 @@ def test_new_entries_are_counted_and_refetching_never_duplicates(store: Store) -
     assert store.entry_count() == 6
 
 
+def test_prepared_entries_store_what_entries_store(tmp_path: Path) -> None:
+    from catalysts.store import prepare_entries
+
+    batch = [entry(n, published=T0 - n * DAY) for n in range(4)]
+    found = {"guid-1": [match("openai-ipo")], "guid-2": [match("vcs", start=11)]}
+    tables = []
+    for name, kw in (
+        ("entries", {"entries": batch, "matches": found}),
+        ("prepared", {"entries": prepare_entries(batch, found)}),
+    ):
+        with Store.open(tmp_path / f"{name}.db") as s:
+            assert fetch(s, COINDESK, rule_hashes=H1, **kw) == 4
+            assert fetch(s, COINDESK, at=T0 + DAY, rule_hashes=H1, **kw) == 0
+            tables.append(
+                [
+                    sorted(s._conn.execute(f"SELECT * FROM {table}"))
+                    for table in ("entries", "matches", "rule_state")
+                ]
+            )
+    assert tables[0] == tables[1]
+    assert len(tables[0][1]) == 2
+
+
+def test_a_stored_time_in_another_spelling_is_the_same_time(store: Store) -> None:
+    published = datetime(2025, 11, 30, 9, 30, tzinfo=UTC)
+    fetch(store, COINDESK, [entry(1, published=published)])
+    # As an older store might hold it: no microseconds.
+    store._conn.execute("UPDATE entries SET published = '2025-11-30T09:30:00+00:00'")
+    fetch(store, COINDESK, [entry(1, published=published)], at=T0 + DAY)
+    updated = store._conn.execute("SELECT updated FROM entries").fetchone()[0]
+    assert updated == _ts(T0)
+    fetch(store, COINDESK, [entry(1, published=published + DAY)], at=T0 + 2 * DAY)
+    assert store._conn.execute("SELECT updated FROM entries").fetchone()[0] == _ts(T0 + 2 * DAY)
+
+
 def test_the_same_key_in_two_feeds_is_two_entries(store: Store) -> None:
     assert fetch(store, COINDESK, [entry(1)]) == 1
     assert fetch(store, SEC, [entry(1)]) == 1

@@ -38,7 +38,7 @@ from catalysts.models import (
 
 if TYPE_CHECKING:
     from catalysts.http import HttpOptions, Request, Response
-    from catalysts.store import Store
+    from catalysts.store import PreparedEntries, Store
 
 # Backoff after consecutive failures: base * 2**(failures - 1), capped so that a feed that
 # comes back is noticed within a few hours. A feed is never disabled.
@@ -258,53 +258,11 @@ def sync_matches(
 class _Analysis:
     """A feed body parsed and matched: the CPU work, done in this process or a worker."""
 
-    entries: tuple[Entry, ...] = ()
-    matches: dict[str, list[RuleMatch]] | None = None  # entry key -> matches
+    # The entries and their matches, ready for the store: a worker sends plain text back.
+    entries: PreparedEntries | None = None
     title: str | None = None
     error: str | None = None  # why the body is not a usable feed
     warning: str | None = None  # ill-formed but readable (ParsedFeed.warning)
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # Workers send this back pickled, and slots dataclasses pickle field by field in
-        # Python: plain tuples cost the parent (which also runs http and the store) about
-        # half as much to unpickle.
-        entries = [
-            (e.key, e.title, e.summary, e.link, e.author, e.categories, e.published)
-            for e in self.entries
-        ]
-        matches = None
-        if self.matches is not None:
-            matches = {
-                key: [
-                    (m.item, m.rule, [(h.term, h.field, h.start, h.end) for h in m.hits])
-                    for m in found
-                ]
-                for key, found in self.matches.items()
-            }
-        return (_unpickle_analysis, (entries, matches, self.title, self.error, self.warning))
-
-
-def _unpickle_analysis(
-    entries: list[tuple[Any, ...]],
-    matches: dict[str, list[tuple[Any, Any, list[tuple[Any, ...]]]]] | None,
-    title: str | None,
-    error: str | None,
-    warning: str | None,
-) -> _Analysis:
-    from catalysts.models import Hit
-
-    return _Analysis(
-        entries=tuple(Entry(*fields) for fields in entries),
-        matches=None
-        if matches is None
-        else {
-            key: [RuleMatch(item, rule, tuple(Hit(*h) for h in hits)) for item, rule, hits in found]
-            for key, found in matches.items()
-        },
-        title=title,
-        error=error,
-        warning=warning,
-    )
 
 
 def _analyse(
@@ -327,9 +285,13 @@ def _analyse(
         return _Analysis(error="not a usable feed: nesting too deep")
     except Exception as exc:  # a parser bug must not cost the other feeds their run
         return _Analysis(error=_reason(f"could not parse the feed ({type(exc).__name__}: {exc})"))
-    entries = tuple(_unique(parsed.entries))
+    from catalysts.store import prepare_entries
+
+    entries = _unique(parsed.entries)
     matches = _match(entries, feed_id, parsed.title or feed_title, rules)
-    return _Analysis(entries=entries, matches=matches, title=parsed.title, warning=parsed.warning)
+    return _Analysis(
+        entries=prepare_entries(entries, matches), title=parsed.title, warning=parsed.warning
+    )
 
 
 def _record(
@@ -357,13 +319,12 @@ def _record(
         retry = next_retry(now, failures + 1, retry_after)
         store.record_fetch(feed, at=now, result="error", error=error, next_retry=retry)
         return FetchReport(feed.id, "error", error=error, seconds=seconds)
-    assert analysis is not None
+    assert analysis is not None and analysis.entries is not None
     new = store.record_fetch(
         feed,
         at=now,
-        result="new" if analysis.entries else "unchanged",
+        result="new" if analysis.entries.rows else "unchanged",
         entries=analysis.entries,
-        matches=analysis.matches,
         rule_hashes=rules.hashes,
         etag=response.etag,
         last_modified=response.last_modified,
@@ -410,7 +371,7 @@ _DONE = object()
 _worker_rules: _Rules | None = None  # set in each pool worker by _init_worker
 
 
-def _init_worker(rules_spec: tuple[Any, ...]) -> None:
+def _init_worker(rules: _Rules) -> None:
     import os
     import signal
     import warnings
@@ -432,7 +393,7 @@ def _init_worker(rules_spec: tuple[Any, ...]) -> None:
 
     threading.Thread(target=leave_when_orphaned, name="catalysts-orphan", daemon=True).start()
     global _worker_rules
-    _worker_rules = _compile_spec(*rules_spec)
+    _worker_rules = rules
 
 
 def _analyse_in_worker(
@@ -442,12 +403,14 @@ def _analyse_in_worker(
     return _analyse(body, url, content_type, now, feed_id, title, _worker_rules)
 
 
-def _pool(n_feeds: int, rules_spec: tuple[Any, ...]) -> Any:
+def _pool(n_feeds: int, rules: _Rules) -> Any:
     """A process pool for parse + match, or None when one would not pay off.
 
     Its workers are forked here, before the http thread starts (forking a process that
-    runs threads can copy a lock one of them holds). A worker that dies (a parser crash)
-    fails the feeds it had, never the run: the executor reports a broken pool.
+    runs threads can copy a lock one of them holds). They inherit the compiled `rules`
+    with the rest of this process's memory: nothing to pickle, nothing to compile again.
+    A worker that dies (a parser crash) fails the feeds it had, never the run: the
+    executor reports a broken pool.
     """
     import multiprocessing
     import os
@@ -463,9 +426,10 @@ def _pool(n_feeds: int, rules_spec: tuple[Any, ...]) -> Any:
             workers,
             mp_context=multiprocessing.get_context("fork"),
             initializer=_init_worker,
-            initargs=(rules_spec,),
+            initargs=(rules,),
         )
         # With fork, the first submit starts every worker: do it now, while single-threaded.
+        # Its result (a few ms: the workers compile nothing) shows they could start.
         executor.submit(int).result()
     except (OSError, ValueError, RuntimeError):  # no fork or no resources: parse here
         return None
@@ -502,7 +466,7 @@ def _run_pipeline(
 
     inbox: queue.Queue[Any] = queue.Queue()
     failure: list[BaseException] = []
-    pool = _pool(len(requests), rules.spec)
+    pool = _pool(len(requests), rules)
 
     def work() -> None:
         try:

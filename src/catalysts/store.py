@@ -167,6 +167,46 @@ def default_db_path() -> Path:
     return platformdirs.user_data_path("catalysts", appauthor=False) / "catalysts.db"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreparedEntries:
+    """A feed's entries and their matches as `record_fetch` writes them: text, no objects.
+
+    Made by `prepare_entries` wherever CPU is to spare (a parse worker), so that the
+    process that writes the store receives plain strings: unpickling an `Entry` (a frozen
+    dataclass with a datetime) costs the parent more than storing it.
+    """
+
+    # (key, title, summary, link, author, categories JSON, published, story)
+    rows: tuple[tuple[Any, ...], ...]
+    # entry key -> [(item, rule, hits JSON)]; None: matched against no rule
+    matches: dict[str, list[tuple[str, str, str]]] | None = None
+
+
+def prepare_entries(
+    entries: Iterable[Entry], matches: Mapping[str, Sequence[RuleMatch]] | None = None
+) -> PreparedEntries:
+    """`entries` and `matches` (entry key -> its rule matches) in the form the store writes."""
+    # The one definition of "same story" (imported here: `status` never needs it).
+    from catalysts.feedparse import story_key
+
+    # Categories repeat across a feed's entries: encode each distinct list once.
+    categories_json: dict[tuple[str, ...], str] = {(): "[]"}
+    rows = []
+    for entry in entries:
+        categories = categories_json.get(entry.categories)
+        if categories is None:
+            categories = categories_json[entry.categories] = _dumps(list(entry.categories))
+        published = _ts(entry.published) if entry.published else None
+        content = (entry.title, entry.summary, entry.link, entry.author, categories, published)
+        rows.append((entry.key, *content, story_key(entry)))
+    found = None
+    if matches is not None:
+        found = {
+            key: [(m.item, m.rule, _hits_json(m.hits)) for m in ms] for key, ms in matches.items()
+        }
+    return PreparedEntries(tuple(rows), found)
+
+
 # --- the store -----------------------------------------------------------------------------
 
 
@@ -390,7 +430,7 @@ class Store:
         *,
         at: datetime,
         result: FetchResultKind,
-        entries: Sequence[Entry] = (),
+        entries: Sequence[Entry] | PreparedEntries = (),
         matches: Mapping[str, Sequence[RuleMatch]] | None = None,
         rule_hashes: Mapping[tuple[str, str], str] | None = None,
         etag: str | None = None,
@@ -408,23 +448,24 @@ class Store:
         `rule_hashes`, which should hold every rule in force. Feed state: "new" and
         "unchanged" are 200s and replace the stored ETag / Last-Modified with the given
         ones; "not-modified" keeps them; both reset the failure count. "error" records
-        `error` and `next_retry` and counts one more consecutive failure.
+        `error` and `next_retry` and counts one more consecutive failure. `entries` may come
+        as `prepare_entries(entries, matches)`, with `matches` left None.
         """
+        if not isinstance(entries, PreparedEntries):
+            entries = prepare_entries(entries, matches)
         now = _ts(at)
         hashes = dict(rule_hashes or {})
         with self._transaction() as db:
             validators, stored = self._feed_state(db, feed)
             new = 0
-            if entries:
+            if entries.rows:
+                matched = entries.matches is not None
                 store_was_empty = (
-                    matches is not None
-                    and db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
+                    matched and db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
                 )
-                new, touched = self._upsert_entries(
-                    db, feed.id, stored, now, entries, matches, hashes
-                )
+                new, touched = self._upsert_entries(db, feed.id, stored, now, entries, hashes)
                 if touched:
-                    self._after_matching(db, matches is not None, hashes, store_was_empty)
+                    self._after_matching(db, matched, hashes, store_was_empty)
             if result == "error":
                 db.execute(
                     "UPDATE feeds SET url = ?, spec_title = ?, etag = ?, last_modified = ?,"
@@ -482,42 +523,29 @@ class Store:
         feed_id: str,
         stored: int,
         now: str,
-        entries: Sequence[Entry],
-        matches: Mapping[str, Sequence[RuleMatch]] | None,
+        entries: PreparedEntries,
         hashes: Mapping[tuple[str, str], str],
     ) -> tuple[int, int]:
         """Insert or update the entries of a feed holding `stored` of them already.
 
         Returns (new, new + changed).
         """
-        # The one definition of "same story" (imported here: `status` never needs it).
-        from catalysts.feedparse import story_key
-
-        keys = list(dict.fromkeys(e.key for e in entries))
+        keys = list(dict.fromkeys(row[0] for row in entries.rows))
         # key -> (id, title, summary, link, author, categories, published, first_seen)
         existing = _stored_entries(db, feed_id, keys, whole_feed=stored <= 2 * len(keys))
 
+        matches = entries.matches
         next_id = 0
-        # Categories repeat across a feed's entries: encode each distinct list once.
-        categories_json: dict[tuple[str, ...], str] = {(): "[]"}
         inserts: dict[str, tuple[Any, ...]] = {}
         updates: list[tuple[Any, ...]] = []
         match_rows: dict[int, list[tuple[Any, ...]]] = {}
         new = touched = 0
-        for entry in entries:
-            categories = categories_json.get(entry.categories)
-            if categories is None:
-                categories = categories_json[entry.categories] = _dumps(list(entry.categories))
-            old = existing.get(entry.key)
-            if (
-                old is not None
-                and old[1:6] == (entry.title, entry.summary, entry.link, entry.author, categories)
-                and _same_time(entry.published, old[6])
-            ):
+        for row in entries.rows:
+            key, content, story = row[0], row[1:7], row[7]
+            old = existing.get(key)
+            published = content[5]
+            if old is not None and old[1:6] == content[:5] and _same_time(published, old[6]):
                 continue
-            published = _ts(entry.published) if entry.published else None
-            content = (entry.title, entry.summary, entry.link, entry.author, categories, published)
-            story = story_key(entry)
             if old is None:
                 if not next_id:
                     # Row ids are assigned here so that new rows go in with one
@@ -530,36 +558,20 @@ class Store:
                 touched += 1
             else:
                 entry_id, first_seen = old[0], old[7]
-                if entry.key not in inserts:  # stored by an earlier fetch, not this one
+                if key not in inserts:  # stored by an earlier fetch, not this one
                     touched += 1
                     updates.append((story, *content, now, published or first_seen, entry_id))
             time = published or first_seen
-            if old is None or entry.key in inserts:
-                inserts[entry.key] = (
-                    entry_id,
-                    feed_id,
-                    entry.key,
-                    story,
-                    *content,
-                    first_seen,
-                    now,
-                    time,
-                )
-            existing[entry.key] = (entry_id, *content, first_seen)
-            found = matches.get(entry.key) if matches is not None else None
+            if old is None or key in inserts:
+                inserts[key] = (entry_id, feed_id, key, story, *content, first_seen, now, time)
+            existing[key] = (entry_id, *content, first_seen)
+            found = matches.get(key) if matches is not None else None
             if found:
-                head = (time, entry_id)
-                tail = (story, feed_id, entry.title, entry.link, published is not None)
+                title, link = content[0], content[2]
+                tail = (story, feed_id, title, link, published is not None)
                 match_rows[entry_id] = [
-                    (
-                        m.item,
-                        *head,
-                        m.rule,
-                        hashes.get((m.item, m.rule)),
-                        _hits_json(m.hits),
-                        *tail,
-                    )
-                    for m in found
+                    (item, time, entry_id, rule, hashes.get((item, rule)), hits, *tail)
+                    for item, rule, hits in found
                 ]
         if updates:
             db.executemany(
@@ -1022,18 +1034,14 @@ def _stored_entries(
     return existing
 
 
-def _same_time(dt: datetime | None, stored: str | None) -> bool:
-    """Whether `dt` is the time stored as `stored` (by `_ts`), without formatting `dt`.
-
-    Parsing the stored text is several times cheaper than formatting, and a refetch
-    compares every entry of the feed. A naive `dt` never equals a parsed (aware) one,
-    so it is compared the way it was stored.
-    """
-    if dt is None or stored is None:
-        return dt is None and stored is None
-    if dt.tzinfo is None:
-        return _ts(dt) == stored
-    return dt == datetime.fromisoformat(stored)
+def _same_time(published: str | None, stored: str | None) -> bool:
+    """Whether two times written by `_ts` (or None) are the same; a stored text in another
+    spelling of the same instant counts as the same."""
+    if published == stored:
+        return True
+    if published is None or stored is None:
+        return False
+    return datetime.fromisoformat(published) == datetime.fromisoformat(stored)
 
 
 def _dt(text: str | None) -> datetime | None:
