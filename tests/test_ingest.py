@@ -217,6 +217,22 @@ def test_sync_matches_rematches_only_the_edited_rule(tmp_path: Path, store) -> N
     assert ingest.sync_matches(watchlist(feeds, after), store) == []
 
 
+def test_an_empty_store_records_rule_hashes_without_matching(store) -> None:
+    wl = watchlist([], [item("ai", "OpenAI"), item("other", "Anthropic")])
+    assert ingest.sync_matches(wl, store) == [("ai", "signal"), ("other", "signal")]
+    assert store.stale_rules(ingest.rule_hashes(wl)) == []
+
+
+def test_hashes_of_the_compiled_rules_are_those_of_the_rule_texts() -> None:
+    # fetch hashes the rules it compiled instead of parsing them again: the same hashes.
+    from catalysts.watchlist import load_watchlist
+
+    wl = load_watchlist(Path(__file__).resolve().parents[1] / "watchlist.yaml")
+    compiled = ingest._compile(wl)
+    assert compiled.hashes == ingest.rule_hashes(wl)
+    assert len(compiled.hashes) == len(ingest.rule_sources(wl)) > 30
+
+
 def test_sync_matches_follows_a_change_of_an_items_sources(tmp_path: Path, store) -> None:
     text = [("a", "OpenAI news", "x")]
     feeds = [file_feed(tmp_path, "news", rss(text)), file_feed(tmp_path, "blog", rss(text))]

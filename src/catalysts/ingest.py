@@ -61,7 +61,6 @@ class _Rules:
     ruleset: Any  # catalysts.rules.RuleSet
     hashes: dict[RuleKey, str]
     feeds_of: dict[str, frozenset[str]]  # item id -> feed ids whose entries it may match
-    spec: tuple[Any, ...] = ()  # what a worker process needs to compile the same rules
 
 
 def select_feeds(watchlist: Watchlist, only: Sequence[str] = ()) -> list[FeedSpec]:
@@ -112,16 +111,18 @@ def user_agent(watchlist: Watchlist) -> str:
     return http.resolve_user_agent(watchlist.settings.user_agent)
 
 
-def rule_hashes(watchlist: Watchlist) -> dict[RuleKey, str]:
+def rule_hashes(watchlist: Watchlist, ruleset: Any = None) -> dict[RuleKey, str]:
     """The hash every (item, rule)'s stored matches are keyed by.
 
     `rules.rule_hash` (the rule with aliases expanded), plus, for an item limited to some
     sources, the feeds it resolves to: narrowing an item's sources must drop its matches
-    from the other feeds, and widening it must match the added feeds' history.
+    from the other feeds, and widening it must match the added feeds' history. Given the
+    watchlist's compiled `RuleSet`, its parsed rules are hashed instead of parsing again.
     """
     import hashlib
 
     from catalysts.rules import rule_hash
+    from catalysts.rules.parse import node_hash
 
     scope: dict[str, str] = {}
     for item in watchlist.items:
@@ -129,6 +130,11 @@ def rule_hashes(watchlist: Watchlist) -> dict[RuleKey, str]:
             joined = "\n".join(sorted(item.feeds)).encode()
             scope[item.id] = "@" + hashlib.sha256(joined).hexdigest()[:16]
     hashes: dict[RuleKey, str] = {}
+    if ruleset is not None:
+        for compiled in ruleset.rules:
+            key = (compiled.item, compiled.rule)
+            hashes[key] = node_hash(compiled.node) + scope.get(compiled.item, "")
+        return hashes
     for item_id, rule, source in rule_sources(watchlist):
         hashes[(item_id, rule)] = rule_hash(source, watchlist.aliases) + scope.get(item_id, "")
     return hashes
@@ -154,9 +160,8 @@ def fetch_feeds(
     from catalysts import http
 
     feeds = select_feeds(watchlist, only)
-    hashes = rule_hashes(watchlist)  # parses every rule: once per run
-    sync_matches(watchlist, store, hashes)
-    rules = _compile(watchlist, hashes)
+    rules = _compile(watchlist)  # parses every rule: once per run
+    sync_matches(watchlist, store, rules.hashes)
     health = {h.id: h for h in store.feed_health(feeds)}
     named = set(only)
 
@@ -224,6 +229,10 @@ def sync_matches(
     stale = [k for k in (tuple(k) for k in store.stale_rules(hashes)) if k in hashes]
     if not stale:
         return []
+    if not store.has_entries():  # nothing to match: record the hashes, compile nothing
+        for item_id, rule in stale:
+            store.replace_matches(item_id, rule, hashes[(item_id, rule)], [])
+        return list(stale)  # type: ignore[arg-type]
     from catalysts.rules import RuleSet
 
     wanted = set(stale)
@@ -559,26 +568,12 @@ def rule_sources(watchlist: Watchlist) -> list[tuple[str, RuleName, str]]:
     return sources
 
 
-def _compile(watchlist: Watchlist, hashes: dict[RuleKey, str]) -> _Rules:
-    sources = rule_sources(watchlist)
-    aliases = {k: tuple(v) for k, v in watchlist.aliases.items()}
-    return _compile_spec(sources, aliases, _feeds_of(watchlist), hashes)
-
-
-def _compile_spec(
-    sources: list[tuple[str, RuleName, str]],
-    aliases: dict[str, tuple[str, ...]],
-    feeds_of: dict[str, frozenset[str]],
-    hashes: dict[RuleKey, str],
-) -> _Rules:
+def _compile(watchlist: Watchlist) -> _Rules:
     from catalysts.rules import RuleSet
 
-    return _Rules(
-        ruleset=RuleSet.compile(sources, aliases),
-        hashes=hashes,
-        feeds_of=feeds_of,
-        spec=(sources, aliases, feeds_of, hashes),
-    )
+    aliases = {k: tuple(v) for k, v in watchlist.aliases.items()}
+    ruleset = RuleSet.compile(rule_sources(watchlist), aliases)
+    return _Rules(ruleset, rule_hashes(watchlist, ruleset), _feeds_of(watchlist))
 
 
 def _feeds_of(watchlist: Watchlist) -> dict[str, frozenset[str]]:

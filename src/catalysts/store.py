@@ -867,6 +867,11 @@ class Store:
             ).fetchall()
         return {row[0] for row in rows}
 
+    def has_entries(self) -> bool:
+        """Whether any entry is stored (cheaper than counting them)."""
+        with self._read() as db:
+            return db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is not None
+
     def entry_count(self) -> int:
         """How many entries the store holds, over all feeds."""
         with self._read() as db:

@@ -592,5 +592,10 @@ def canonical(node: Node) -> str:
 def rule_hash(source: str, aliases: Mapping[str, Sequence[str]]) -> str:
     """Hex digest of the rule with its aliases expanded: alias edits and `ENGINE_VERSION`
     change it, spacing does not."""
-    text = f"catalysts-rules-{ENGINE_VERSION}\n" + canonical(parse_rule(source, aliases))
+    return node_hash(parse_rule(source, aliases))
+
+
+def node_hash(node: Node) -> str:
+    """`rule_hash` of an already parsed (alias-expanded) rule."""
+    text = f"catalysts-rules-{ENGINE_VERSION}\n" + canonical(node)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
