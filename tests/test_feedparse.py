@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import re
+import subprocess
 import sys
 from dataclasses import FrozenInstanceError, replace
 from datetime import datetime, timedelta, timezone
@@ -508,6 +510,49 @@ def test_external_dtd_is_not_loaded(tmp_path: Path) -> None:
     head = f'<!DOCTYPE rss SYSTEM "{dtd.as_uri()}">'
     feed = parse_feed(rss("<item><title>a &leak; b</title></item>", head=head), url=URL)
     assert all("TOP-SECRET" not in repr(e) for e in feed.entries)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe (POSIX)")
+@pytest.mark.parametrize("prefix", ["", "file://"])
+def test_a_doctype_naming_a_local_file_never_opens_it(tmp_path: Path, prefix: str) -> None:
+    # A DOCTYPE's SYSTEM id is a path the parser must not open: a named pipe nobody writes
+    # to would block the open forever. In a child process, so a regression fails, not hangs.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    doc = (
+        f'<?xml version="1.0" encoding="utf-8"?><!DOCTYPE rss SYSTEM "{prefix}{fifo}">'
+        '<rss version="2.0"><channel><item><title>a b</title>'
+        "<link>http://e.example/1</link></item></channel></rss>"
+    )
+    code = (
+        "import sys; from catalysts.feedparse import parse_feed; "
+        "feed = parse_feed(sys.stdin.buffer.read(), url='http://e.example/feed'); "
+        "print(feed.entries[0].title)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=doc.encode(), capture_output=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == "a b"
+
+
+def test_an_encoding_declared_late_in_a_long_declaration_is_still_seen() -> None:
+    # UTF-7 can hide "<!ENTITY" from the byte-level check: refused wherever it is declared.
+    doc = b'<?xml version="1.0"' + b" " * 300 + b'encoding="utf-7"?><rss version="2.0"/>'
+    with pytest.raises(ParseError, match="UTF-7"):
+        parse_feed(doc, url=URL)
+
+
+def test_one_link_listed_many_times_gets_numbered_keys() -> None:
+    items = "<item><link>https://e.example/same</link></item>" * 3000
+    feed = parse_feed(rss(items), url=URL)
+    keys = [e.key for e in feed.entries]
+    assert len(set(keys)) == 3000
+    assert keys[:3] == [
+        "link:https://e.example/same",
+        "link:https://e.example/same~2",
+        "link:https://e.example/same~3",
+    ]
 
 
 def test_control_and_bidi_characters_are_removed_from_text() -> None:

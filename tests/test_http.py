@@ -145,6 +145,20 @@ def test_a_cookie_set_by_a_redirect_goes_to_its_target(fault_server: FaultServer
     assert response.url == fault_server.url("/behind")
 
 
+def test_a_cookie_never_goes_to_another_host_whatever_its_domain() -> None:
+    # One feed host must not set cookies for its siblings (a shared Domain=.substack.com).
+    import httpx
+
+    from catalysts.http import HttpOptions, _Fetcher
+
+    fetcher = _Fetcher(HttpOptions(), "catalysts-test", [])
+    jar = fetcher.cookies.setdefault("evil.substack.com", httpx.Cookies())
+    jar.set("sid", "1", domain=".substack.com")
+
+    assert "cookie" not in fetcher._request("http://victim.substack.com/feed", {}).headers
+    assert fetcher._request("http://evil.substack.com/feed", {}).headers["cookie"] == "sid=1"
+
+
 @pytest.mark.parametrize("no_proxy", ["", "127.0.0.1"])
 def test_proxies_come_from_the_environment(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch, no_proxy: str

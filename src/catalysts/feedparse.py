@@ -141,7 +141,7 @@ def _refuse_unsafe_xml(data: bytes, content_type: str | None, url: str) -> None:
         raise ParseError(
             "unsafe XML: the DOCTYPE declares entities (entity expansion / external entity)", url
         )
-    declared = _XML_ENCODING.search(ascii_view[:200])
+    declared = _XML_ENCODING.search(ascii_view)  # the whole declaration, however long
     names = [(content_type or "").lower(), declared.group(1).decode().lower() if declared else ""]
     if any(_NON_ASCII_ENCODING.search(name) for name in names):
         raise ParseError("unsupported encoding: UTF-7 or EBCDIC", url)
@@ -302,7 +302,8 @@ def _from_feedparser_result(
 # element feedparser has a handler for that is not replayed here. tests/test_feedparse.py
 # compares both paths on every real feed and on hand-written and generated documents.
 
-_XML_ENCODING = re.compile(rb"^<\?xml[^>]*\bencoding\s*=\s*[\"']([\w.:\-]+)")
+# Anchored, so only the XML declaration is searched (up to its end), at any length.
+_XML_ENCODING = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*\bencoding\s*=\s*[\"']([\w.:\-]+)")
 _SAME_DECODING = {"utf8": "utf-8", "iso88591": "latin-1", "latin1": "latin-1", "usascii": "ascii"}
 _ENCODING_PUNCT = re.compile(r"[\s_\-]")
 _XMLNS_DECL = re.compile(rb"xmlns(?::([\w.\-]+))?\s*=\s*[\"']([^\"']*)")
@@ -393,7 +394,8 @@ def _hardened_parser() -> Any:
         huge_tree=False,
         remove_comments=True,
         remove_pis=True,
-        collect_ids=False,
+        # Not collect_ids=False: lxml implements it with a libxml2 flag that also makes it
+        # load the external DTD subset, i.e. open a local file a DOCTYPE names.
     )
 
 
@@ -404,7 +406,7 @@ def _parse_fast(
     # feedparser decodes with the HTTP charset, else the declared one (RFC 3023 for
     # application/xml), lxml with the declared one: only encodings both read alike, agreeing.
     charset = _CHARSET.search(content_type or "")
-    declared = _XML_ENCODING.search(data[:200])
+    declared = _XML_ENCODING.search(data)
     names = {_SAME_DECODING.get(_ENCODING_PUNCT.sub("", n.lower())) for n in (
         charset.group(1) if charset else "",
         declared.group(1).decode("ascii") if declared else "",
@@ -412,6 +414,8 @@ def _parse_fast(
     if None in names or len(names) > 1:
         return None
     if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:4]:
+        return None
+    if _DOCTYPE.search(data):  # feedparser's to judge; and lxml must never see a DTD
         return None
     from lxml import etree
 
@@ -1141,14 +1145,18 @@ def _dedupe_keys(entries: list[Entry]) -> Iterable[Entry]:
     """
     counts = Counter(e.key for e in entries)
     seen: set[str] = set()
+    last_suffix: dict[str, int] = {}  # so a link listed 100,000 times is not quadratic
     for entry in entries:
         key = entry.key
         if counts[key] > 1 and key.startswith("guid:"):
             key = entry_key(None, entry.link, entry.title)
-        stem, n = key, 1
-        while key in seen:
-            n += 1
-            key = f"{stem}~{n}"
+        stem = key
+        if key in seen:
+            n = last_suffix.get(stem, 1)
+            while key in seen:
+                n += 1
+                key = f"{stem}~{n}"
+            last_suffix[stem] = n
         seen.add(key)
         yield entry if key == entry.key else replace(entry, key=key)
 

@@ -251,9 +251,11 @@ class _Fetcher:
             "Accept": ACCEPT,
             "Accept-Encoding": ACCEPT_ENCODING,
         }
-        # What a client would keep: a cookie set by one response (often a redirect) goes with
-        # the later requests of the run that its domain and path rules allow.
-        self.cookies = httpx.Cookies()
+        # What a client per host would keep: a cookie set by one response (often a redirect)
+        # goes with the later requests to that host that its path rules allow -- never to
+        # another host, whatever its Domain says (one feed host must not set cookies for
+        # its siblings: evil.substack.com for victim.substack.com).
+        self.cookies: dict[str, httpx.Cookies] = {}
         # And the proxies a client takes from the environment (HTTPS_PROXY, NO_PROXY, ...).
         self.proxies = urllib.request.getproxies_environment()
         # Loading the CA certificates takes ~0.05 s: once per run (a transport of its own would
@@ -474,7 +476,8 @@ class _Fetcher:
                 try:
                     if "set-cookie" in response.headers:
                         response.request = sent
-                        self.cookies.extract_cookies(response)
+                        jar = self.cookies.setdefault(_host(url), httpx.Cookies())
+                        jar.extract_cookies(response)
                     return await self._handle(request, url, response, budget)
                 finally:
                     await response.aclose()
@@ -500,8 +503,9 @@ class _Fetcher:
             request.headers["Authorization"] = _basic_auth(
                 request.url.username, request.url.password
             )
-        if self.cookies.jar:
-            self.cookies.set_cookie_header(request)
+        jar = self.cookies.get(_host(url))
+        if jar is not None and jar.jar:
+            jar.set_cookie_header(request)
         return request
 
     async def _host_gap(self, host: str) -> None:
