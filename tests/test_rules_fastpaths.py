@@ -52,6 +52,7 @@ RULES = [
     ("cafe", "signal", "café OR 東京"),
     ("quiet", "signal", "NOT /spam/i"),  # an always-rule whose regex matters
     ("re", "confirm", r"/\bS-1\b/ AND sec"),
+    ("short", "signal", 'S-1 OR "no ai"'),  # phrases of short words: anchored whole
 ]
 WORDS = [
     "OpenAI",
@@ -93,6 +94,9 @@ WORDS = [
     "cargoes",
     "the",
     "said",
+    "no",
+    "1",
+    "s",
 ]
 SEPS = [" ", ", ", " - ", "'", "“", "” ", ". ", "\n", "—", "_", "\u00a0"]
 
@@ -107,7 +111,8 @@ def texts() -> st.SearchStrategy[str]:
 DOCS = st.fixed_dictionaries({"title": texts(), "summary": texts()})
 MANY = RuleSet.compile(RULES, ALIASES)  # type: ignore[arg-type]
 MANY_REFERENCE = RuleSet.compile(RULES, ALIASES, prefilter="none")  # type: ignore[arg-type]
-FEW_RULES = [r for r in RULES if not r[0].startswith("filler")]
+# Few anchor words, none short ("ai", "s"): the substring test.
+FEW_RULES = [r for r in RULES if not r[0].startswith("filler") and r[0] not in ("vc", "short")]
 FEW = RuleSet.compile(FEW_RULES, ALIASES)  # type: ignore[arg-type]
 FEW_REFERENCE = RuleSet.compile(FEW_RULES, ALIASES, prefilter="none")  # type: ignore[arg-type]
 

@@ -143,8 +143,17 @@ def _re2_class(chars: str) -> str:
 # `normalize`'s non-ASCII word character, for RE2.
 _WORDISH_NON_ASCII_RE2 = "[" + _re2_class(normalize.WORDISH_NON_ASCII_CLASS[1:-1]) + "]"
 
-# Up to this many anchor words, substring tests (`in`, a C loop) beat one RE2 call.
+# Up to this many anchor words, substring tests (`in`, a C loop) beat one RE2 call --
+# unless one is this short, when a substring is found in most text ("ai" in "said").
 _SUBSTRING_ANCHORS = 12
+_SHORT = 2
+
+
+def _phrase_pattern(key: tuple[Any, ...]) -> str:
+    """An RE2 pattern for an ASCII phrase in lowered text: its words in order, separated by
+    anything but letters and digits (a superset of its token sequence)."""
+    body = "[^0-9a-z]+".join(re.escape(w) for w in key[1])
+    return f"\\b{body}" + ("" if key[2] else "\\b")
 
 
 def _collect_terms(node: Node, positive: bool, every: list[Term], positives: list[Term]) -> None:
@@ -696,15 +705,26 @@ class RuleSet:
         self._anchor_words: tuple[str, ...] | None = None
         self._anchor_search: Any = None
         self._anchor_first: Any = None  # the same search, for a batch (match_many)
-        if len(firsts) <= _SUBSTRING_ANCHORS:
-            self._anchor_words = tuple(firsts)
+        # A phrase whose every word is short ("S-1": "s" "1") is no anchor by its pivot:
+        # "s" ends every "OpenAI's". Such phrases are searched whole, with RE2.
+        phrases = {
+            k
+            for k in anchor_keys
+            if len(k[1]) > 1 and len(_pivot(k)) <= _SHORT and all(w.isascii() for w in k[1])
+        }
+        # (only ASCII words: a substring test only ever runs on ASCII text)
+        shortest = min((len(w) for w in firsts if w.isascii()), default=_SHORT + 1)
+        if len(firsts) <= _SUBSTRING_ANCHORS and shortest > _SHORT:
+            self._anchor_words = tuple(firsts)  # a substring test per word suffices
         else:
             # Searched in the ORIGINAL fields, so most documents are never folded, with their
             # ASCII letters lowercased (bytes.lower()): that is the fold unless a character
             # that is (or folds into) part of a word lies beyond ASCII -- and any such
             # character is a hit too. (A case-insensitive pattern would compile 2x slower.)
-            words_re = _gate_pattern(anchor_keys).replace("(", "(?:")  # type: ignore[union-attr]
-            pattern = f"{words_re}|{_WORDISH_NON_ASCII_RE2}"
+            words_re = _gate_pattern(k for k in anchor_keys if k not in phrases)
+            branches = [words_re.replace("(", "(?:")] if words_re else []
+            branches += [_phrase_pattern(k) for k in sorted(phrases)]
+            pattern = "|".join([*branches, _WORDISH_NON_ASCII_RE2])
             anchor_re = re2.compile(pattern.encode(), options)
             self._anchor_search = _raw_search(anchor_re)
             self._anchor_first = _raw_first(anchor_re)
