@@ -6,7 +6,7 @@ rules' terms mixed in at a low rate, some curly quotes and dashes as in real fee
 prints, all measured in this run:
 
 - compile time of 300 items, cold (five rule sets with words never seen before) and warm;
-- entries/s of the engine with each stage-1 candidate strategy (RE2 Set, token sets), one
+- entries/s of the engine with each stage-1 candidate strategy (gate, token sets, RE2 Set), one
   `match` call per entry, and of `match_many` over batches of 50 and 1,000 entries (what
   ingest and re-matching call; the headline figure is the batch of 50);
 - entries/s of a rule set of ONE item (what re-matching an edited item over the store runs);

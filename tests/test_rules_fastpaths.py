@@ -288,3 +288,33 @@ def test_fold_chunks_attach_exactly_what_unicodedata_attaches() -> None:
             "ｶﾞ": ["ｶ", "ﾞ"],  # a halfwidth voiced mark is no mark: its own chunk
         }[text]
     assert normalize.fold("ｶﾞ") == "カ\u3099"
+
+
+class _WrapperOnly:
+    """An RE2 pattern seen through its public methods only, as in a `re2` release that
+    does not expose the extension object the engine's fast calls use."""
+
+    def __init__(self, pattern: object) -> None:
+        self._pattern = pattern
+
+    def search(self, data: bytes, pos: int = 0) -> object:
+        return self._pattern.search(data, pos)  # type: ignore[attr-defined]
+
+    def findall(self, data: bytes) -> list[object]:
+        return self._pattern.findall(data)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("data", [b"", b"x ab", b"ab x cd ab", b"abcd cd", b"nothing here"])
+def test_raw_re2_calls_agree_with_the_wrapper(data: bytes) -> None:
+    import re2
+
+    from catalysts.rules import engine
+
+    fast = re2.compile(rb"\b(ab|cd)\b")
+    slow = _WrapperOnly(fast)
+    assert engine._raw_match(fast) is not None  # the fast calls are under test
+    assert engine._raw_match(slow) is None
+    assert engine._raw_search(fast)(data) == engine._raw_search(slow)(data)
+    assert engine._raw_findall(fast)(data) == engine._raw_findall(slow)(data)
+    for pos in range(len(data) + 1):
+        assert engine._raw_first(fast)(data, pos) == engine._raw_first(slow)(data, pos)

@@ -34,7 +34,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import accumulate
 from typing import Any, Literal
 
@@ -86,6 +86,16 @@ def _lex_key(term: Term) -> tuple[Any, ...]:
     return ("w", term.words, term.prefix)
 
 
+def _re2_options() -> Any:
+    """RE2 options for the engine's own patterns: quiet, and room for thousands of terms."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = _SET_MAX_MEM
+    return options
+
+
 def _set_pattern(words: tuple[str, ...], prefix: bool) -> str:
     import re2
 
@@ -112,9 +122,7 @@ class _FieldSet:
 
         self.word_keys = word_keys
         self.regex_keys = regex_keys
-        options = re2.Options()
-        options.log_errors = False
-        options.max_mem = _SET_MAX_MEM
+        options = _re2_options()
         self.words = self.regexes = None
         if word_keys and word_set:
             self.words = re2.Set.SearchSet(options)
@@ -223,61 +231,63 @@ def _anchor(clauses: list[frozenset[tuple[Any, ...]]]) -> frozenset[tuple[Any, .
     return best
 
 
-def _raw_search(pattern: Any) -> Any:
-    """`data -> bool`: does the RE2 `pattern` occur in the bytes `data`?
+def _raw_match(pattern: Any) -> Any:
+    """`(data, pos, end) -> spans` of an unanchored search by the extension object under
+    the compiled RE2 `pattern` (spans[0] the match, (-1, -1) for none, then the groups),
+    or None when this `re2` version does not expose it.
 
-    Calls the extension object directly when it is there: the wrapper's generator and
-    match object cost more than the DFA scan of a 1 KB document.
+    The `_raw_*` helpers below call it when they can: the wrapper's generator and match
+    object cost more than the DFA scan of a 1 KB document.
     """
     import re2
 
     regexp = getattr(pattern, "_regexp", None)
     unanchored = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
     if regexp is None or unanchored is None or not hasattr(regexp, "Match"):
+        return None
+    return partial(regexp.Match, unanchored)  # in C: no extra Python frame per call
+
+
+def _raw_search(pattern: Any) -> Any:
+    """`data -> bool`: does the RE2 `pattern` occur in the bytes `data`?"""
+    match = _raw_match(pattern)
+    if match is None:
         return lambda data: pattern.search(data) is not None
-    match, none = regexp.Match, (-1, -1)
-    return lambda data: match(unanchored, data, 0, len(data))[0] != none
+    none = (-1, -1)
+    return lambda data: match(data, 0, len(data))[0] != none
 
 
 def _raw_first(pattern: Any) -> Any:
     """`(data, pos) -> int`: where the first match of the RE2 `pattern` in the bytes `data`
     at or after `pos` starts, or -1 (as `_raw_search`, without match objects)."""
-    import re2
-
-    regexp = getattr(pattern, "_regexp", None)
-    unanchored = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
-    if regexp is None or unanchored is None or not hasattr(regexp, "Match"):
+    match = _raw_match(pattern)
+    if match is None:
 
         def first_wrapped(data: bytes, pos: int) -> int:
             found = pattern.search(data, pos)
             return found.start() if found is not None else -1
 
         return first_wrapped
-    match = regexp.Match
-    return lambda data, pos: match(unanchored, data, pos, len(data))[0][0]
+    return lambda data, pos: match(data, pos, len(data))[0][0]
 
 
 def _raw_findall(pattern: Any) -> Any:
     """`data -> list[bytes]`: the non-empty groups (or, with none, the text) of every match
     of `pattern` in `data`, as `pattern.findall` gives them, without match objects."""
-    import re2
-
-    regexp = getattr(pattern, "_regexp", None)
-    unanchored = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
-    if regexp is None or unanchored is None or not hasattr(regexp, "Match"):
+    match = _raw_match(pattern)
+    if match is None:
 
         def findall_wrapped(data: bytes) -> list[bytes]:
             found = pattern.findall(data)
             return [w for g in found for w in (g if isinstance(g, tuple) else (g,)) if w]
 
         return findall_wrapped
-    match = regexp.Match
 
     def findall(data: bytes) -> list[bytes]:
         out: list[bytes] = []
         pos, end = 0, len(data)
         while pos <= end:
-            spans = match(unanchored, data, pos, end)
+            spans = match(data, pos, end)
             start, stop = spans[0]
             if start < 0:
                 break
@@ -384,10 +394,7 @@ def _prefix_regex(prefixes: set[str]) -> Any:
         branches.append(f"(?:^|{_NOT_WORD})({_alternation(prefixes - spaceless)})")
     if spaceless:
         branches.append(f"({_alternation(spaceless)})")
-    options = re2.Options()
-    options.log_errors = False
-    options.max_mem = _SET_MAX_MEM
-    return re2.compile("|".join(branches), options)
+    return re2.compile("|".join(branches), _re2_options())
 
 
 class _FieldTokens:
@@ -443,14 +450,14 @@ class _Doc:
         texts: dict[str, str],
         candidates: set[tuple[Any, ...]],
         regexes: dict[tuple[Any, ...], Any],
-        folded: dict[str, str] | None = None,
-        keys: dict[int, tuple[Any, ...]] | None = None,
-        plans: dict[int, Any] | None = None,
+        folded: dict[str, str] | None,
+        keys: dict[int, tuple[Any, ...]],
+        plans: dict[int, Any],
     ) -> None:
         self.texts = texts
-        self.keys = keys if keys is not None else {}  # id(term) -> lexical key
+        self.keys = keys  # id(term) -> lexical key
         # id(node) -> its evaluation plan (`_near_plan`, `_or_plan`), shared by documents
-        self.plans = plans if plans is not None else {}
+        self.plans = plans
         self.candidates = candidates  # lexical keys that may occur (in some field)
         self.regexes = regexes
         self.folded = folded or {}
@@ -678,9 +685,7 @@ class RuleSet:
         }
         self._rest_keys = frozenset(self._rest_words)  # `&` iterates the smaller set
         gate = _gate_pattern(all_word_keys)
-        options = re2.Options()
-        options.log_errors = False
-        options.max_mem = _SET_MAX_MEM
+        options = _re2_options()
         # The gate's boundaries are zero-width, so a match IS the word found: without
         # captures RE2 locates it with its DFAs alone.
         self._gate = (

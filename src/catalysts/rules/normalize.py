@@ -77,7 +77,7 @@ def fold(text: str) -> str:
 
 def fold_checked(text: str) -> tuple[str, bool]:
     """`fold(text)`, and whether all its word characters are ASCII (`ascii_words_only`)."""
-    if text.isascii() or _WORDISH_NON_ASCII.search(text) is None:
+    if ascii_words_only(text):  # also true of `text` itself: its fold is `lower()`
         return text.lower(), True
     folded = _fold_general(text)
     return folded, ascii_words_only(folded)
@@ -106,7 +106,7 @@ def fold_with_map(text: str) -> tuple[str, list[int] | None, list[int] | None]:
     original character(s) it came from; both maps are None when folding kept offsets
     (ASCII text, or text whose casefold has the same length).
     """
-    if text.isascii() or _WORDISH_NON_ASCII.search(text) is None:
+    if ascii_words_only(text):
         return text.lower(), None, None
     if unicodedata.is_normalized("NFKC", text):
         folded = text.casefold()
@@ -160,8 +160,6 @@ def tokenize(text: str) -> Tokens:
         return Tokens(tuple(words), tuple(starts_in_place), tuple(ends_in_place))
     parts = _split_folded(folded)
     words = tuple(p[0] for p in parts)
-    if starts is None or ends is None:
-        return Tokens(words, tuple(p[1] for p in parts), tuple(p[2] for p in parts))
     return Tokens(words, tuple(starts[p[1]] for p in parts), tuple(ends[p[2] - 1] for p in parts))
 
 

@@ -27,6 +27,7 @@ written, without its `field:` (the hit carries the field), phrases in straight q
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -572,8 +573,6 @@ def can_match_empty(node: Node) -> bool:
 
 def canonical(node: Node) -> str:
     """A stable text form of the (alias-expanded) AST: whitespace and layout do not show."""
-    import json
-
     if isinstance(node, Term):
         fields = ",".join(node.fields) if node.fields is not None else "*"
         if node.regex is not None:
