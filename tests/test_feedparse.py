@@ -348,6 +348,27 @@ def test_json_feed_11() -> None:
     assert second.title == "" and second.summary == "untitled microblog post"
 
 
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("2026-08-19T10:00:00+02:00", datetime(2026, 8, 19, 8, tzinfo=timezone.utc)),
+        ("2026-08-19T08:00:00Z", datetime(2026, 8, 19, 8, tzinfo=timezone.utc)),
+        ("Wed, 19 Aug 2026 08:00:00 GMT", datetime(2026, 8, 19, 8, tzinfo=timezone.utc)),
+        ("Wed, 19 Aug 2026 08:00:00", datetime(2026, 8, 19, 8, tzinfo=timezone.utc)),
+        ("not a date", None),
+        ("1989-12-31T23:00:00Z", None),
+    ],
+)
+def test_json_feed_dates_are_aware_utc(written: str, expected: datetime | None) -> None:
+    doc = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "items": [{"id": "a", "title": "t", "date_published": written}],
+    }
+    published = one(json.dumps(doc).encode(), now=NOW).published
+    assert published == expected
+    assert published is None or published.utcoffset() == timedelta(0)
+
+
 def test_json_feed_10_author_and_bom() -> None:
     doc = {
         "version": "https://jsonfeed.org/version/1",

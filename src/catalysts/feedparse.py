@@ -33,11 +33,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from catalysts.errors import CatalystsError, ExitCode
 from catalysts.models import Entry, ParsedFeed
 from catalysts.text import html_to_text
+from catalysts.timeutil import as_utc
 
 MAX_TITLE = 1_000
 MAX_SUMMARY = 5_000
@@ -268,8 +269,7 @@ def _from_feedparser_result(
     version = result.get("version") or ""
     problem = _bozo_reason(result.get("bozo_exception")) if result.get("bozo") else None
 
-    feed_base = canonical_url(fp_feed.get("link"), url) or url
-    entries = _usable(_entry_from_feedparser(e, feed_base, now) for e in raw_entries)
+    entries = _normalised_entries(raw_entries, fp_feed.get("link"), url=url, now=now)
     if not entries:
         root = _root_name(data)
         if root and root.lower().rpartition(":")[2] == "html":
@@ -433,8 +433,7 @@ def _parse_fast(
         return None
     if not replay.version:
         return None
-    feed_base = canonical_url(replay.feed.get("link"), url) or url
-    entries = _usable(_entry_from_feedparser(e, feed_base, now) for e in replay.entries)
+    entries = _normalised_entries(replay.entries, replay.feed.get("link"), url=url, now=now)
     if not entries:
         return None  # feedparser decides between an empty feed and a reason to refuse
     return ParsedFeed(
@@ -1008,6 +1007,15 @@ def _utc_datetime(
         return None  # feedparser's other date handlers get their turn
 
 
+def _normalised_entries(
+    raw: Iterable[Mapping[str, Any]], feed_link: str | None, *, url: str, now: datetime | None
+) -> list[Entry]:
+    """The usable entries of feedparser's entry dicts, or the replay's: one normalisation
+    for both paths, so the fast path cannot drift from feedparser's here."""
+    feed_base = canonical_url(feed_link, url) or url
+    return _usable(_entry_from_feedparser(e, feed_base, now) for e in raw)
+
+
 def _entry_from_feedparser(e: Mapping[str, Any], feed_base: str, now: datetime | None) -> Entry:
     base = (e.get("title_detail") or {}).get("base") or feed_base
     link = canonical_url(e.get("link"), base) or canonical_url(e.get("link"), feed_base)
@@ -1198,10 +1206,8 @@ def _from_iso(text: str) -> datetime | None:
                 parsed = dateparser.parse(text)
             except (ValueError, OverflowError):
                 return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
     try:
-        return parsed.astimezone(timezone.utc)
+        return as_utc(parsed)
     except (ValueError, OverflowError):
         return None
 
@@ -1223,8 +1229,6 @@ def _normalise_title(title: str) -> str:
 def _is_tracking(param: str) -> bool:
     name = param.split("=", 1)[0].lower()
     if "%" in name:
-        from urllib.parse import unquote
-
         name = unquote(name)
     return name in TRACKING_PARAMS or name.startswith(TRACKING_PREFIXES)
 

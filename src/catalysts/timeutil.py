@@ -26,6 +26,10 @@ _DURATION = re.compile(
 DURATION_PATTERN = r"^(?=\d)(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 _DATE = re.compile(DATE_PATTERN, re.ASCII)
+# Bounded so that `time - duration` can never leave datetime's range.
+MAX_DURATION = timedelta(days=36_525)
+# Times outside these years are typos; bounding them keeps window arithmetic in range.
+MIN_YEAR, MAX_YEAR = 1900, 9000
 
 
 def parse_duration(text: str) -> timedelta:
@@ -41,13 +45,13 @@ def parse_duration(text: str) -> timedelta:
     if found is None or not any(found.groupdict().values()):
         raise ValueError(f"bad duration {text!r}: expected a number and a unit, like 30d or 1d12h")
     parts = {name: int(found.group(unit) or 0) for unit, name in _UNITS}
+    too_large = f"duration {text!r} is too large (at most 100 years)"
     try:
         duration = timedelta(**parts)
     except OverflowError:
-        duration = MAX_DURATION + MAX_DURATION
-    # Bounded so that `time - duration` can never leave datetime's range.
+        raise ValueError(too_large) from None
     if duration > MAX_DURATION:
-        raise ValueError(f"duration {text!r} is too large (at most 100 years)")
+        raise ValueError(too_large)
     return duration
 
 
@@ -60,11 +64,6 @@ def parse_date(text: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"bad date {text!r}: no such day") from None
-
-
-MAX_DURATION = timedelta(days=36_525)
-# Times outside these years are typos; bounding them keeps window arithmetic in range.
-MIN_YEAR, MAX_YEAR = 1900, 9000
 
 
 def _in_range(when: datetime, text: str) -> datetime:
