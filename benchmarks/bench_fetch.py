@@ -21,22 +21,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import multiprocessing
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from multiprocessing.connection import Connection
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from catalysts import http, ingest
 from catalysts.models import FeedSpec, ItemSpec, Thesis, Watchlist
 from catalysts.store import Store
+from faultserver import file_servers
 
 NOW = datetime(2026, 8, 20, 12, 0, tzinfo=timezone.utc)
 REAL = Path(
@@ -74,84 +73,15 @@ def generated_feed(n: int, entries: int) -> bytes:
     ).encode()
 
 
-class FeedServer:
-    """Serves /N.xml with an ETag, answers 304 to a matching If-None-Match, after `latency`."""
-
-    def __init__(self, feeds: dict[str, bytes], latency: float) -> None:
-        self.feeds = feeds
-        self.latency = latency
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body in separate small writes meet the client's delayed ACK
-            # (Nagle): 40 ms per response that no real server adds.
-            disable_nagle_algorithm = True
-            wbufsize = 1 << 16
-
-            def do_GET(self) -> None:
-                time.sleep(server.latency)
-                body = server.feeds.get(self.path.lstrip("/"))
-                if body is None:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
-                if self.headers.get("If-None-Match") == etag:
-                    self.send_response(304)
-                    self.send_header("ETag", etag)
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("ETag", etag)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        ThreadingHTTPServer.request_queue_size = 256
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/"
-
-    def __enter__(self) -> FeedServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def _serve(conn: Connection, n_feeds: int, entries: int, latency: float) -> None:
-    docs = {f"{n}.xml": generated_feed(n, entries) for n in range(n_feeds)}
-    server = FeedServer(docs, latency)
-    conn.send(server.base)
-    server.httpd.serve_forever()
-
-
 @contextmanager
 def served(n_feeds: int, entries: int, latency: float) -> Iterator[str]:
-    """The feed server in a child process (a real server is not in our process, sharing
-    our GIL); yields its base URL."""
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe()
-    process = ctx.Process(target=_serve, args=(child, n_feeds, entries, latency), daemon=True)
-    process.start()
-    try:
-        yield parent.recv()
-    finally:
-        process.terminate()
-        process.join()
+    """`n_feeds` generated feeds, N.xml, behind the tests' file server (ETag, 304 on a match,
+    `latency` added) in a child process, which does not share our GIL; yields its base URL."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(n_feeds):
+            (Path(tmp) / f"{n}.xml").write_bytes(generated_feed(n, entries))
+        with file_servers(tmp, latency, process=True) as (base,):
+            yield base
 
 
 def watchlist(feeds: list[FeedSpec]) -> Watchlist:

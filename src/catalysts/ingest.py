@@ -104,13 +104,6 @@ def next_retry(
     return now + delay
 
 
-def user_agent(watchlist: Watchlist) -> str:
-    """The User-Agent: env `CATALYSTS_USER_AGENT`, else `settings.user_agent`, else the default."""
-    from catalysts import http
-
-    return http.resolve_user_agent(watchlist.settings.user_agent)
-
-
 def rule_hashes(watchlist: Watchlist, ruleset: Any = None) -> dict[RuleKey, str]:
     """The hash every (item, rule)'s stored matches are keyed by.
 
@@ -205,7 +198,7 @@ def fetch_feeds(
             now=now,
             failures={h.id: h.consecutive_failures for h in health.values()},
             report=report,
-            user_agent=user_agent(watchlist),
+            user_agent=http.resolve_user_agent(watchlist.settings.user_agent),
             options=http_options,
         )
     for feed in feeds:  # http promised one response per request; do not trust it blindly
@@ -226,13 +219,13 @@ def sync_matches(
     """
     if hashes is None:
         hashes = rule_hashes(watchlist)
-    stale = [k for k in (tuple(k) for k in store.stale_rules(hashes)) if k in hashes]
+    stale: list[RuleKey] = store.stale_rules(hashes)  # type: ignore[assignment]
     if not stale:
         return []
     if not store.has_entries():  # nothing to match: record the hashes, compile nothing
         for item_id, rule in stale:
             store.replace_matches(item_id, rule, hashes[(item_id, rule)], [])
-        return list(stale)  # type: ignore[arg-type]
+        return stale
     from catalysts.rules import RuleSet
 
     wanted = set(stale)
@@ -244,7 +237,7 @@ def sync_matches(
             scope = feeds_of.get(item_id, every)
             groups.setdefault(scope, []).append((item_id, rule, source))
 
-    found: dict[RuleKey, list[tuple[int, RuleMatch]]] = {k: [] for k in stale}  # type: ignore[misc]
+    found: dict[RuleKey, list[tuple[int, RuleMatch]]] = {k: [] for k in stale}
     for scope, sources in groups.items():
         ruleset = RuleSet.compile(sources, watchlist.aliases)
         rows = store.iter_documents(None if scope == every else scope)
@@ -257,7 +250,7 @@ def sync_matches(
                         found[key].append((row_id, match))
     for (item_id, rule), matches in found.items():
         store.replace_matches(item_id, rule, hashes[(item_id, rule)], matches)
-    return list(stale)  # type: ignore[arg-type]
+    return stale
 
 
 # --- one feed ---------------------------------------------------------------------------------
@@ -571,8 +564,7 @@ def rule_sources(watchlist: Watchlist) -> list[tuple[str, RuleName, str]]:
 def _compile(watchlist: Watchlist) -> _Rules:
     from catalysts.rules import RuleSet
 
-    aliases = {k: tuple(v) for k, v in watchlist.aliases.items()}
-    ruleset = RuleSet.compile(rule_sources(watchlist), aliases)
+    ruleset = RuleSet.compile(rule_sources(watchlist), watchlist.aliases)
     return _Rules(ruleset, rule_hashes(watchlist, ruleset), _feeds_of(watchlist))
 
 
