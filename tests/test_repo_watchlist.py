@@ -20,3 +20,10 @@ def test_repository_schema_copy_is_current() -> None:
     # Editors read ./watchlist.schema.json through the modeline; regenerate it with
     # `catalysts schema > watchlist.schema.json` when the schema changes.
     assert (ROOT / "watchlist.schema.json").read_text(encoding="utf-8") == schema_json()
+
+
+def test_repository_watchlist_is_the_shipped_starter() -> None:
+    # One thesis file, two places: what `catalysts init` writes and what the README and the
+    # digest workflow run. An edit to one must be copied to the other.
+    shipped = ROOT / "src" / "catalysts" / "data" / "watchlist.yaml"
+    assert (ROOT / "watchlist.yaml").read_bytes() == shipped.read_bytes()

@@ -268,6 +268,11 @@ CASES = [
         id="duplicate-feed",
     ),
     pytest.param(
+        "aliases:\n  vcs: [Accel]\n  vcs: [Sequoia]\n" + HEAD + "        signal: '@vcs'\n",
+        'W:3:3: aliases.vcs: duplicate alias "vcs" (first at line 2)',
+        id="duplicate-alias",
+    ),
+    pytest.param(
         HEAD + "        signal: foo\n        title: again\n",
         'W:14:9: theses[0].items[0].title: duplicate key "title" (first at line 12)',
         id="duplicate-key",
@@ -551,6 +556,11 @@ HOSTILE = [
         "- version\n- 1\n",
         "W:1:1: the watchlist must be a mapping with version, feeds and theses; found a list",
         id="list-root",
+    ),
+    pytest.param(
+        "# a comment first\n- version\n",
+        "W:2:1: the watchlist must be a mapping with version, feeds and theses; found a list",
+        id="not-a-mapping-after-a-comment",
     ),
     pytest.param(
         "just words\n",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 from urllib.parse import urlsplit
 
 from catalysts import models
@@ -39,9 +39,10 @@ MAX_ALIAS_NODES = 10_000  # nodes that YAML aliases may add by expansion, in the
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 # Alias names follow `@` in rules.
 ALIAS_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
-KINDS: tuple[str, ...] = ("catalyst", "risk")
-STATUSES: tuple[str, ...] = ("quiet", "building", "triggered", "expired")
-RULE_KEYS: tuple[str, ...] = ("signal", "confirm")
+# The models' Literal types are the one list of each.
+KINDS: tuple[str, ...] = get_args(models.Kind)
+STATUSES: tuple[str, ...] = get_args(models.Status)
+RULE_KEYS: tuple[str, ...] = get_args(models.RuleName)
 
 _ID = re.compile(ID_PATTERN)
 _ALIAS = re.compile(ALIAS_PATTERN)
@@ -480,17 +481,19 @@ class _Walker:
 
     # -- problems
 
-    def problem(self, node: Any, path: str, message: str, *, at: int | None = None) -> None:
-        line, col = node.start_mark.line + 1, node.start_mark.column + 1
-        if at is not None:
+    def located(self, node: Any, path: str, message: str, at: int | None = None) -> Problem:
+        """A problem at `node`'s start, or at file offset `at` when given."""
+        if at is None:
+            line, col = node.start_mark.line + 1, node.start_mark.column + 1
+        else:
             line, col = _line_col(self.text, at)
-        self.problems.append(Problem(self.name, line, col, path, message))
+        return Problem(self.name, line, col, path, message)
+
+    def problem(self, node: Any, path: str, message: str, *, at: int | None = None) -> None:
+        self.problems.append(self.located(node, path, message, at))
 
     def warn(self, node: Any, path: str, message: str, *, at: int | None = None) -> None:
-        line, col = node.start_mark.line + 1, node.start_mark.column + 1
-        if at is not None:
-            line, col = _line_col(self.text, at)
-        self.warnings.append(Problem(self.name, line, col, path, message))
+        self.warnings.append(self.located(node, path, message, at))
 
     # -- generic shapes
 
@@ -642,17 +645,17 @@ class _Walker:
     # -- the document
 
     def build(self, root: Any) -> models.Watchlist:
-        top = self.mapping(root, "", TOP_KEYS, required=("version", "theses"))
-        if top is None:
-            self.problems[-1] = Problem(
-                self.name,
-                1,
-                1,
+        import yaml
+
+        if not isinstance(root, yaml.MappingNode):
+            self.problem(
+                root,
                 "",
                 "the watchlist must be a mapping with version, feeds and "
                 f"theses; found {_describe(root)}",
             )
             return self.watchlist
+        top = self.mapping(root, "", TOP_KEYS, required=("version", "theses")) or {}
         if "version" in top:
             self.version(top["version"])
         settings = self.settings(top["settings"]) if "settings" in top else models.Settings()
@@ -710,6 +713,7 @@ class _Walker:
             self.problem(node, "aliases", f"expected a mapping, found {_describe(node)}")
             return {}
         found: dict[str, tuple[str, ...] | None] = {}
+        seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL:
                 self.problem(key_node, "aliases", "alias names must be plain names")
@@ -723,8 +727,7 @@ class _Walker:
                     f'alias name "{name}" must be letters, digits, "-" and "_" (used as @{name})',
                 )
                 continue
-            if name in found:
-                self.problem(key_node, path, f'duplicate alias "{name}"')
+            if not self.unique(key_node, path, name, seen, "alias"):
                 continue
             terms = self.sequence(value_node, path, null_ok=False)
             if terms is None:
@@ -748,14 +751,7 @@ class _Walker:
                 continue
             feed_id = self.optional(values, "id", path, self.ident)
             if feed_id is not None:
-                if feed_id in seen:
-                    self.problem(
-                        values["id"],
-                        f"{path}.id",
-                        f'duplicate feed id "{feed_id}" (first at line {seen[feed_id]})',
-                    )
-                else:
-                    seen[feed_id] = values["id"].start_mark.line + 1
+                self.unique(values["id"], f"{path}.id", feed_id, seen, "feed id")
             url = self.optional(values, "url", path, self.url)
             tags = self.tags(values["tags"], f"{path}.tags") if "tags" in values else ()
             weight = self.optional(values, "weight", path, self.number)
@@ -855,11 +851,13 @@ class _Walker:
                 )
         return result
 
-    def unique(self, node: Any, path: str, value: str, seen: dict[str, int], what: str) -> None:
+    def unique(self, node: Any, path: str, value: str, seen: dict[str, int], what: str) -> bool:
+        """False, with a problem pointing at the first one, when `value` was seen before."""
         if value in seen:
             self.problem(node, path, f'duplicate {what} "{value}" (first at line {seen[value]})')
-        else:
-            seen[value] = node.start_mark.line + 1
+            return False
+        seen[value] = node.start_mark.line + 1
+        return True
 
     def item(
         self,
@@ -1073,10 +1071,8 @@ def _empty_match_warnings(walker: _Walker) -> list[Problem]:
         site = sites.get((match.item, match.rule))
         if site is not None:
             warnings.append(
-                Problem(
-                    walker.name,
-                    site.node.start_mark.line + 1,
-                    site.node.start_mark.column + 1,
+                walker.located(
+                    site.node,
                     site.path,
                     "this rule matches an entry with no text, so it matches almost every "
                     "entry; add a positive term (e.g. `x AND NOT y`)",
