@@ -185,6 +185,32 @@ def test_feeds_table_shows_status_and_reason(env: Path, capsys) -> None:
     assert "good:" not in rows
 
 
+def test_feeds_table_keeps_headers_and_cells_whole_on_80_columns(
+    env: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_id = "federal-register-crypto-long"
+    wl = write_watchlist(env, {"good": GOOD, long_id: HTML})
+    db = str(env / "c.db")
+    run(capsys, "fetch", "-w", str(wl), "--db", db)
+    from catalysts.render import console
+
+    monkeypatch.setenv("COLUMNS", "80")
+    console.stdout.cache_clear()  # the console reads COLUMNS once
+    try:
+        code, out, _ = run(capsys, "feeds", "-w", str(wl), "--db", db)
+    finally:
+        console.stdout.cache_clear()
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "feed", "status", "last", "ok", "fails", "entries", "newest", "validators", "retry"
+    ]  # fmt: skip
+    assert all(len(line) <= 80 for line in lines if not line.startswith(long_id + ":"))
+    row = next(line for line in lines if line.startswith("federal-"))
+    assert "…" in row and row.split()[1:3] == ["error", "never"]  # only the id gives way
+    assert f"{long_id}: " in out  # the reason line keeps the whole id
+
+
 def test_summary_strips_escape_sequences_from_reasons(
     capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -193,8 +193,9 @@ def match(
 
     Exit code 0 whether or not anything matched (1: invalid watchlist).
 
-    --json prints {"text", "plain", "matches": [{"item", "thesis", "kind", "rule", "terms",
-    "hits"}]}; hit offsets index into "plain" (the text with HTML removed).
+    --json prints {"text", "plain", "matches": [...]}, the text with HTML removed as "plain".
+
+    Each match is {"item", "thesis", "kind", "rule", "terms", "hits"}; hits index "plain".
 
     --stdin --json prints one such object per input line, in input order (JSON Lines).
     """

@@ -96,14 +96,18 @@ def feeds_table(health: Sequence[FeedHealth], now: datetime) -> None:
     squeeze every other column into nothing on a narrow terminal.
     """
     table = Table(box=None, pad_edge=False, show_edge=False)
-    table.add_column("feed", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("last ok", no_wrap=True)
-    table.add_column("fails", justify="right", no_wrap=True)
-    table.add_column("entries", justify="right", no_wrap=True)
-    table.add_column("newest", no_wrap=True)
-    table.add_column("validators", no_wrap=True)
-    table.add_column("retry", no_wrap=True)
+    # On a narrow terminal only the feed id gives way (ellipsis): the headers stay whole.
+    table.add_column("feed", overflow="ellipsis", min_width=12)
+    for header, justify in (
+        ("status", "left"),
+        ("last ok", "left"),
+        ("fails", "right"),
+        ("entries", "right"),
+        ("newest", "left"),
+        ("validators", "left"),
+        ("retry", "left"),
+    ):
+        table.add_column(header, justify=justify, no_wrap=True, min_width=len(header))
     for h in health:
         table.add_row(
             safe.text(h.id),
