@@ -178,6 +178,16 @@ def test_validate_warnings_go_to_stderr_and_keep_exit_0(
     assert err.startswith(f"catalysts: warning: {watchlist}:20:17: theses[0].items[1].signal: ")
 
 
+def test_validate_json_names_the_file_of_a_whole_file_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.yaml"
+    code, out, _ = run(["validate", "--json", "-w", str(missing)], capsys)
+    assert code == 1
+    (problem,) = json.loads(out)["problems"]
+    assert (problem["file"], problem["line"]) == (str(missing), None)
+
+
 def test_validate_json(watchlist: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["validate", "--json", "-w", str(watchlist)], capsys)
     assert code == 0

@@ -589,7 +589,7 @@ def _reason(text: str) -> str:
 
 
 def _secs(response: Response, started: float) -> float:
-    return (response.seconds or 0.0) + (time.perf_counter() - started)
+    return response.seconds + (time.perf_counter() - started)
 
 
 def _iso(value: datetime | None) -> str:

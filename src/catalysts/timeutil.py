@@ -26,6 +26,7 @@ _DURATION = re.compile(
 DURATION_PATTERN = r"^(?=\d)(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 _DATE = re.compile(DATE_PATTERN, re.ASCII)
+_TIME_FORMS = "expected now, today, yesterday, YYYY-MM-DD or an ISO 8601 datetime"
 # Bounded so that `time - duration` can never leave datetime's range.
 MAX_DURATION = timedelta(days=36_525)
 # Times outside these years are typos; bounding them keeps window arithmetic in range.
@@ -90,13 +91,11 @@ def parse_when(text: str, now: datetime) -> datetime:
     iso_text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
     # Python 3.10's fromisoformat wants a "T" or a space between date and time, as we do.
     if len(iso_text) < 11 or iso_text[10] not in "Tt ":
-        raise ValueError(f"bad time {text!r}: expected now, YYYY-MM-DD or an ISO 8601 datetime")
+        raise ValueError(f"bad time {text!r}: {_TIME_FORMS}")
     try:
         parsed = datetime.fromisoformat(iso_text[:10] + "T" + iso_text[11:])
     except ValueError:
-        raise ValueError(
-            f"bad time {text!r}: expected now, YYYY-MM-DD or an ISO 8601 datetime"
-        ) from None
+        raise ValueError(f"bad time {text!r}: {_TIME_FORMS}") from None
     return _in_range(as_utc(parsed), text)
 
 

@@ -399,12 +399,12 @@ def _status(
             or (st.stale if status is StatusChoice.stale else st.status == status.value)
         )
     ]
+    titles = {t.id: t.title for t in wl.theses}  # the table's group headings
     if as_json:
         from catalysts.status import item_json
         from catalysts.timeutil import iso
 
         counts = {k: sum(1 for h in health if h.status == k) for k in ("ok", "error", "never")}
-        titles = {t.id: t.title for t in wl.theses}  # the table's group headings
         doc = {
             "at": iso(when),
             "items": [
@@ -419,7 +419,7 @@ def _status(
 
     status_table(
         shown,
-        thesis_titles={t.id: t.title for t in wl.theses},
+        thesis_titles=titles,
         health=health,
         last_fetch=last_fetch,
         now=now,
@@ -449,6 +449,7 @@ def show_cmd(
     with session(watchlist, db, known_item, must_exist=True) as (wl, store):
         spec = wl.item(item)
         assert spec is not None  # checked by known_item
+        thesis_title = next((t.title for t in wl.theses if t.id == spec.thesis), None)
         evidence = store.evidence([spec.id], until=when)
         health = store.feed_health(wl.feeds)
     weights = feed_weights(wl)
@@ -465,7 +466,7 @@ def show_cmd(
         doc = {
             "at": iso(when),
             **item_json(st),
-            "thesis_title": next((t.title for t in wl.theses if t.id == spec.thesis), None),
+            "thesis_title": thesis_title,
             "why": spec.why,
             "signal": spec.signal,
             "confirm": spec.confirm,
@@ -476,8 +477,7 @@ def show_cmd(
         return
     from catalysts.render.status import show_item
 
-    thesis = next((t for t in wl.theses if t.id == spec.thesis), None)
-    show_item(st, history, mine, thesis_title=thesis.title if thesis else None)
+    show_item(st, history, mine, thesis_title=thesis_title)
 
 
 def _unknown(what: str, name: str, known: list[str]) -> str:

@@ -117,7 +117,7 @@ def validate(
     except WatchlistError as exc:
         if not json_output:
             raise
-        _print_json({"file": str(watchlist), "valid": False, "problems": _problems(exc)})
+        _print_json({"file": str(watchlist), "valid": False, "problems": _problems(exc, watchlist)})
         raise typer.Exit(int(exc.exit_code)) from None
     wl = checked.watchlist
     if json_output:
@@ -151,10 +151,11 @@ def _problem_dict(problem: Any) -> dict[str, Any]:
     }
 
 
-def _problems(exc: WatchlistError) -> list[dict[str, Any]]:
+def _problems(exc: WatchlistError, watchlist: Path) -> list[dict[str, Any]]:
     if exc.problems:
         return [_problem_dict(p) for p in exc.problems]
-    return [{"file": None, "line": None, "col": None, "path": "", "message": str(exc)}]
+    # A whole-file problem (missing, unreadable, too large): the file, with no line.
+    return [{"file": str(watchlist), "line": None, "col": None, "path": "", "message": str(exc)}]
 
 
 def _print_json(document: Any) -> None:
