@@ -147,16 +147,20 @@ def test_a_cookie_set_by_a_redirect_goes_to_its_target(fault_server: FaultServer
 
 def test_a_cookie_never_goes_to_another_host_whatever_its_domain() -> None:
     # One feed host must not set cookies for its siblings (a shared Domain=.substack.com).
-    import httpx
-
     from catalysts.http import HttpOptions, _Fetcher
 
-    fetcher = _Fetcher(HttpOptions(), "catalysts-test", [])
-    jar = fetcher.cookies.setdefault("evil.substack.com", httpx.Cookies())
-    jar.set("sid", "1", domain=".substack.com")
+    def cookie(fetcher: _Fetcher, url: str) -> bytes | None:
+        _, _, headers = fetcher._request(url, [])
+        return dict(headers).get(b"Cookie")
 
-    assert "cookie" not in fetcher._request("http://victim.substack.com/feed", {}).headers
-    assert fetcher._request("http://evil.substack.com/feed", {}).headers["cookie"] == "sid=1"
+    async def main() -> None:  # the fetcher lives on an event loop
+        fetcher = _Fetcher(HttpOptions(), "catalysts-test", [])
+        fetcher._store_cookies("http://evil.substack.com/", ["sid=1; Domain=.substack.com"])
+
+        assert cookie(fetcher, "http://victim.substack.com/feed") is None
+        assert cookie(fetcher, "http://evil.substack.com/feed") == b"sid=1"
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize("no_proxy", ["", "127.0.0.1"])
@@ -180,6 +184,40 @@ def test_proxies_come_from_the_environment(
         assert (direct, proxied) == (["/feed"], [])
     else:  # a proxy gets the whole URL
         assert (direct, proxied) == ([], [origin.url("/feed")])
+
+
+def test_proxy_credentials_go_to_the_proxy(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("http_proxy", fault_server.base_url.replace("://", "://me:p%40ss@", 1))
+
+    response = fetch_one("http://feeds.example/feed")
+
+    assert response.result == "ok"
+    [sent] = fault_server.requests()
+    assert sent.path == "http://feeds.example/feed"
+    assert sent.headers["Host"] == "feeds.example"
+    assert sent.headers["Proxy-Authorization"] == "Basic " + base64.b64encode(b"me:p@ss").decode()
+
+
+def test_https_through_a_proxy_asks_it_for_a_tunnel(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("https_proxy", fault_server.base_url)
+
+    # The test server answers CONNECT, like any method it lacks, with 501.
+    response = fetch_one("https://feeds.example/feed", replace(FAST, retries=0))
+
+    assert (response.result, response.error) == (
+        "error",
+        "proxy refused the tunnel: HTTP 501 Not Implemented",
+    )
 
 
 def test_credentials_in_the_url_are_sent_as_basic_auth(fault_server: FaultServer) -> None:
@@ -364,6 +402,16 @@ def test_connection_refused() -> None:
     assert (response.result, response.error) == ("error", "connection refused")
 
 
+def test_https_to_a_server_that_speaks_no_tls(fault_server: FaultServer) -> None:
+    url = fault_server.url("/feed").replace("http://", "https://", 1)
+
+    response = fetch_one(url, replace(FAST, retries=0))
+
+    assert response.result == "error"
+    assert response.error is not None
+    assert response.error.startswith("TLS error with 127.0.0.1: ")
+
+
 # --- redirects -------------------------------------------------------------------------------
 
 
@@ -401,6 +449,58 @@ def test_redirect_to_non_http_is_refused(fault_server: FaultServer, path: str, t
     assert response.result == "error"
     assert response.error == f"redirect to non-http URL {target}"
     assert response.body is None  # /etc/passwd was never read
+
+
+def test_a_non_ascii_path_is_sent_percent_encoded(fault_server: FaultServer) -> None:
+    fault_server.route("/caf%C3%A9", body=RSS)
+
+    response = fetch_one(fault_server.base_url + "/café?q=1")
+
+    assert (response.result, response.body) == ("ok", RSS)
+    assert [r.path for r in fault_server.requests()] == ["/caf%C3%A9?q=1"]
+
+
+def test_a_chunked_body_is_decoded_and_its_connection_kept(fault_server: FaultServer) -> None:
+    ports: list[int] = []
+
+    def chunked(h) -> None:  # type: ignore[no-untyped-def]
+        ports.append(h.client_address[1])
+        h.send_response(200)
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        for i in range(0, len(RSS), 100):
+            piece = RSS[i : i + 100]
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        h.wfile.write(b"0\r\n\r\n")
+
+    fault_server.route("/chunked", chunked)
+    requests = [Request(str(i), fault_server.url(f"/chunked?n={i}")) for i in range(3)]
+
+    responses = fetch_all(requests, user_agent=UA, options=replace(FAST, per_host=1))
+
+    assert [(r.result, r.body) for r in responses] == [("ok", RSS)] * 3
+    assert len(set(ports)) == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    fault_server: FaultServer,
+) -> None:
+    ports: list[int] = []
+
+    def reply_then_hang_up(h) -> None:  # type: ignore[no-untyped-def]
+        ports.append(h.client_address[1])
+        h.reply(200, RSS)  # no "Connection: close": the client learns it from the socket
+        h.close_connection = True
+
+    fault_server.route("/once", reply_then_hang_up)
+    requests = [Request(str(i), fault_server.url(f"/once?n={i}")) for i in range(3)]
+    # The gap lets each hang-up arrive before the host's next request goes out.
+    options = replace(FAST, per_host=1, host_gap=0.2, retries=0)
+
+    responses = fetch_all(requests, user_agent=UA, options=options)
+
+    assert [r.result for r in responses] == ["ok"] * 3
+    assert len(set(ports)) == 3
 
 
 # --- size cap and content encodings ---------------------------------------------------------
@@ -620,9 +720,10 @@ def test_default_limits_keep_sixteen_in_flight_across_hosts() -> None:
     assert gauge.max == 16  # 8 hosts x 4 per host would allow 32
 
 
-def test_file_servers_serve_files_with_latency_and_304(tmp_path: Path) -> None:
+@pytest.mark.parametrize("process", [False, True], ids=["threaded", "child-process"])
+def test_file_servers_serve_files_with_latency_and_304(tmp_path: Path, process: bool) -> None:
     (tmp_path / "a.xml").write_bytes(RSS)
-    with file_servers(tmp_path, latency=0.01, hosts=1) as [base]:
+    with file_servers(tmp_path, latency=0.01, hosts=1, process=process) as [base]:
         [first] = fetch_all([Request("a", base + "a.xml")], user_agent=UA, options=FAST)
         [again, missing] = fetch_all(
             [Request("a", base + "a.xml", etag=first.etag), Request("m", base + "nope.xml")],
@@ -716,15 +817,14 @@ def test_user_agent_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_only_a_name_that_does_not_exist_is_not_retried() -> None:
     import socket
 
-    import httpx
-
     from catalysts.http import _unknown_host
 
-    def failure(errno: int) -> httpx.ConnectError:
-        exc = httpx.ConnectError("boom")
+    def failure(errno: int) -> OSError:
+        exc = OSError("boom")
         exc.__cause__ = socket.gaierror(errno, "lookup failed")
         return exc
 
+    assert _unknown_host(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
     assert _unknown_host(failure(socket.EAI_NONAME))
     assert not _unknown_host(failure(socket.EAI_AGAIN))  # a flaky resolver: worth a retry
-    assert not _unknown_host(httpx.ConnectError("connection refused"))
+    assert not _unknown_host(ConnectionRefusedError("connection refused"))
