@@ -758,6 +758,124 @@ def test_parse_feed_equals_feedparser_on_awkward_items(item: str) -> None:
     _assert_fast_equals_feedparser(data)
 
 
+def _replay(data: bytes, *, in_place: bool = True) -> tuple[object, ...] | None:
+    """The replay's raw state after `data` (None: it gave up), with an entry's usual leaves
+    done in place (`_Replay.entry_children`) or each through elements() like any element."""
+    from lxml import etree
+
+    fp = feedparse._fp()
+    with pytest.MonkeyPatch.context() as m:
+        if not in_place:
+            m.setattr(feedparse._Replay, "entry_children", feedparse._Replay.elements)
+        try:
+            replay = feedparse._Replay(fp, feedparse._tag_keys(data, fp))
+            replay.run(etree.fromstring(data, fp.parser))
+        except feedparse._GiveUp:
+            return None
+    return replay.version, replay.feed, replay.entries, replay.source
+
+
+def _assert_leaves_in_place_change_nothing(data: bytes) -> None:
+    assert _replay(data) == _replay(data, in_place=False)
+
+
+# Leaves entry_children does in place, and what makes it hand them to elements() instead.
+IN_PLACE_ITEMS = {
+    "usual leaves": "<title>a</title><link>https://e.com/1</link><guid>g</guid>"
+    "<pubDate>Tue, 18 Aug 2026 09:30:00 GMT</pubDate><description>d</description>"
+    "<category>c</category><dc:creator>C</dc:creator><comments>https://e.com/c</comments>",
+    "uppercase attribute names": '<title>a</title><guid ISPERMALINK="false">https://e.com/g</guid>',
+    "permalink guid with three slashes": "<title>a</title><guid>https:///e.com/g</guid>",
+    "category after an empty one": '<title>a</title><category domain="d"></category>'
+    "<category>c</category><category> </category><dc:subject>s</dc:subject>",
+    "category term then text": '<title>a</title><category term="t"/><category>c</category>',
+    "description after content": "<title>a</title><content:encoded>body</content:encoded>"
+    "<description>d</description><description>e</description>",
+    "description twice": "<description>d</description><description>e</description><title>a</title>",
+    "titles around a media title": "<title></title><media:title>m</media:title><title>b</title>"
+    "<dc:title>c</dc:title>",
+    "title with a type": '<title type="html">a &amp;amp; b</title>',
+    "link with a type": '<title>a</title><link type="text/html">https://e.com/l</link>',
+    "link entities": "<title>a</title><link>https://e.com/?a=1&amp;amp;b=2&amp;c&amp;d;</link>",
+    "mojibake and C1 in leaves": "<title>cafÃ©\u0085</title><category>Ã©t\u0080</category>"
+    "<dc:creator>Ã\u0096</dc:creator><link>https://e.com/Ã©</link><guid>Ã©</guid>",
+    "xml:base on an unknown leaf": '<title>a</title><comments xml:base="https://b.org/d/">c'
+    "</comments><link>p</link><guid>g/1</guid>",
+    "xml:base on a guid": '<title>a</title><guid xml:base="https://b.org/d/">g/1</guid>'
+    "<link>p</link>",
+    "xml:base on a date and a category": '<pubDate xml:base="https://b.org/d/">Tue, 18 Aug 2026'
+    ' 09:30:00 GMT</pubDate><title>a</title><category xml:base="https://c.org/">c</category>'
+    "<link>p</link>",
+    "xml:base in another namespace": '<title>a</title><media:credit xml:base="https://b.org/">'
+    "c</media:credit><link>p</link>",
+    "attribute named like a base": '<title>a</title><enclosure url="u" database="x"/>'
+    '<comments Base="https://b.org/x/">c</comments><link>p</link>',
+    "attributes on inert leaves": '<title>a</title><enclosure url="https://e.com/a.mp3"'
+    ' type="audio/mpeg" length="1"/><media:thumbnail url="https://e.com/t.jpg"/>',
+    "dates of every kind": "<title>a</title><dc:date>2026-08-17T01:00:00Z</dc:date>"
+    "<pubDate>Tue, 18 Aug 2026 09:30:00 GMT</pubDate>"
+    "<dcterms:modified>2026-08-19</dcterms:modified>"
+    '<pubDate foo="bar">Wed, 19 Aug 2026 09:30:00 GMT</pubDate>',
+    "leaves with children": "<title>a</title><guid>g<x:y>z</x:y></guid>",
+    "author leaves": "<author>a@e.com (Ann)</author><managingEditor>M</managingEditor>"
+    '<dc:creator foo="bar">C</dc:creator><title>a</title>',
+    "image in an item": "<title>a</title><image><title>i</title><link>https://i.org/</link>"
+    "</image><link>https://e.com/1</link><title>b</title>",
+    "source in an item": '<title>a</title><source url="https://s.com/">S</source>'
+    "<link>https://e.com/1</link><category>c</category>",
+}
+
+
+@pytest.mark.parametrize("item", IN_PLACE_ITEMS.values(), ids=IN_PLACE_ITEMS.keys())
+def test_leaves_done_in_place_equal_feedparser(item: str) -> None:
+    data = rss(
+        f"<item>{item}</item>",
+        channel="<title>F</title><link>https://e.com/</link>",
+        namespaces=' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
+        ' xmlns:dcterms="http://purl.org/dc/terms/" xmlns:x="urn:x"',
+    )
+    _assert_leaves_in_place_change_nothing(data)
+    assert parse_feed(data, url=URL).entries == _feedparser_baseline(data)
+    if _fast(data) is not None:
+        _assert_fast_equals_feedparser(data)
+
+
+@pytest.mark.parametrize("item", AWKWARD_ITEMS.values(), ids=AWKWARD_ITEMS.keys())
+def test_leaves_in_place_change_nothing_on_awkward_items(item: str) -> None:
+    data = rss(
+        f"<item>{item}</item>",
+        channel="<title>F</title><link>https://e.com/</link>",
+        namespaces=' xmlns:content="http://purl.org/rss/1.0/modules/content/"',
+    )
+    _assert_leaves_in_place_change_nothing(data)
+
+
+@pytest.mark.parametrize("item", IN_PLACE_ITEMS.values(), ids=IN_PLACE_ITEMS.keys())
+def test_leaves_in_place_change_nothing_under_an_xml_base(item: str) -> None:
+    data = rss(
+        f'<item xml:base="https://b.org/x/">{item}</item><item>{item}</item>',
+        channel="<title>F</title><link>https://e.com/</link>",
+        namespaces=' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
+        ' xmlns:dcterms="http://purl.org/dc/terms/" xmlns:x="urn:x"',
+    )
+    _assert_leaves_in_place_change_nothing(data)
+    assert parse_feed(data, url=URL).entries == _feedparser_baseline(data)
+
+
+def test_tag_keys_shared_between_documents_are_document_independent() -> None:
+    data = rss(
+        "<item><title>a</title><x:title>b</x:title><link>https://e.com/1</link></item>",
+        namespaces=' xmlns:x="urn:x-shared-test"',
+    )
+    parse_feed(data, url=URL)
+    shared = feedparse._SHARED_TAG_KEYS
+    assert "title" in shared and "link" in shared
+    assert not any("urn:x-shared-test" in tag for tag in shared)  # its prefix is the document's
+    many = rss("".join(f"<item><title>a</title><t{i}>x</t{i}></item>" for i in range(3000)))
+    parse_feed(many, url=URL)
+    assert len(shared) <= feedparse._SHARED_TAG_KEYS_MAX
+
+
 def atom(entries: str, *, feed: str = "<title>A</title>", attrs: str = "") -> bytes:
     return (
         '<?xml version="1.0" encoding="utf-8"?>'
@@ -861,6 +979,7 @@ def test_fast_path_equals_feedparser_on_generated_feeds(items: list[list[str]]) 
     reference = _via_feedparser(data)
     if fast is not None:
         assert (fast.entries, fast.title) == (reference.entries, reference.title)
+    _assert_leaves_in_place_change_nothing(data)
 
 
 _DATE_PIECES = st.sampled_from(
@@ -876,6 +995,49 @@ def test_fast_date_parsing_equals_feedparser(text: str) -> None:
     fp = feedparse._fp()
     expected = feedparse._from_struct(fp.parse_date(text))
     assert feedparse._from_struct(feedparse._parse_date(text, fp)) == expected
+
+
+@given(
+    st.text(
+        st.sampled_from(list("ab <>&;#\t\n\xa0\xad\u200b\u2065\u3000\x85\x7fé\ue000\U0001f600")),
+        max_size=30,
+    )
+)
+def test_html_to_text_plain_shortcut_changes_nothing(value: str) -> None:
+    from catalysts import text
+
+    fast = text.html_to_text(value)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(text, "_is_plain", lambda value: False)
+        assert text.html_to_text(value) == fast
+
+
+@pytest.mark.parametrize("pattern", ["_DROP_BLOCKS", "_INLINE_TAG"])
+def test_html_to_text_tag_lookaheads_accept_what_the_names_start_with(pattern: str) -> None:
+    # With IGNORECASE, "s" also matches "\u017f" and "k" the Kelvin sign: the lookahead's
+    # character class must accept exactly the characters the names' first letters do.
+    from catalysts import text
+
+    source = getattr(text, pattern).pattern
+    lookahead_match = re.search(r"\(\?=(\[\w+\])\)", source)
+    names_match = re.search(r"\((?:\?:)?([\w|]+)\)", source)
+    assert lookahead_match and names_match
+    lookahead, names = lookahead_match.group(1), names_match.group(1).split("|")
+    assert sorted(lookahead[1:-1]) == sorted({name[0] for name in names})
+    first_letters = re.compile("|".join(sorted({name[0] for name in names})), re.IGNORECASE)
+    in_class = re.compile(lookahead, re.IGNORECASE)
+    chars = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
+    assert in_class.findall(chars) == first_letters.findall(chars)
+
+
+def test_html_to_text_characters_needing_work_are_unprintable_or_markup() -> None:
+    # _is_plain trusts str.isprintable for all but "<" and "&".
+    from catalysts import text
+
+    chars = [chr(c) for c in range(sys.maxunicode + 1) if text._NEEDS_WORK.match(chr(c))]
+    assert sorted(c for c in chars if c.isprintable()) == ["&", "<"]
+    controls = [chr(c) for c in range(sys.maxunicode + 1) if text._CONTROLS.match(chr(c))]
+    assert [c for c in controls if c.isprintable()] == []  # strip_controls trusts it too
 
 
 @given(st.text(st.sampled_from(list("ab <>&;#x/!-[]\t\n\xa0\u200b\x85é")), max_size=30))
@@ -984,6 +1146,8 @@ def test_fast_path_reads_every_real_feed_as_feedparser_does(real_dir: Path) -> N
             continue
         if not _agrees_with_feedparser(data, fast):
             differing.append(path.name)
+        if _replay(data) != _replay(data, in_place=False):
+            differing.append(f"{path.name} (leaves done in place)")
     assert differing == []
     assert fell_back == []  # a silent fallback to feedparser would cost 10x here
 

@@ -21,7 +21,6 @@ with a DOCTYPE to feedparser.
 from __future__ import annotations
 
 import calendar
-import contextlib
 import functools
 import hashlib
 import io
@@ -159,7 +158,8 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
         return None
     # As browsers do: tabs and newlines vanish, spaces are encoded; other controls are junk.
     url = url.strip().replace(" ", "%20")
-    if _URL_CONTROL.search(url):  # seldom: most links have no control character at all
+    # Seldom: most links have no control character at all (and controls are unprintable).
+    if not url.isprintable() and _URL_CONTROL.search(url):
         url = _URL_BREAKS.sub("", url)
         if _URL_CONTROL.search(url):
             return None
@@ -444,19 +444,21 @@ def _parse_fast(
 
 
 class _TagKeys(dict):  # type: ignore[type-arg]
-    """lxml tag -> feedparser's key for it, its handler, which open elements it closes."""
+    """lxml tag -> feedparser's key for it, its handler, which open elements it closes and
+    how `_Replay.entry_children` may take it as a leaf (`_LEAF_*`, 0: through elements())."""
 
     def __init__(self, fp: SimpleNamespace, unknown: Mapping[str, list[str]]) -> None:
-        super().__init__()
+        super().__init__(_SHARED_TAG_KEYS)
         self.fp = fp
         self.unknown = unknown
 
-    def __missing__(self, tag: object) -> tuple[str, _Handler, int]:
+    def __missing__(self, tag: object) -> tuple[str, _Handler, int, int]:
         if not isinstance(tag, str):
             raise _GiveUp  # an entity reference node: never expected, never guessed at
         ns, _, local = tag[1:].partition("}") if tag[0] == "{" else ("", "", tag)
         local = local.lower()
         prefix: str | None = ""
+        shared = True  # the same in every document: no namespace, or one feedparser knows
         if ns:
             low = ns.lower()
             if "backend.userland.com/rss" in low:
@@ -465,6 +467,7 @@ class _TagKeys(dict):  # type: ignore[type-arg]
             if prefix is None:
                 # feedparser uses the first prefix declared for the namespace so far: with
                 # several candidates, none may name an element it handles.
+                shared = False
                 candidates = self.unknown.get(ns) or [""]
                 prefix = next((c for c in candidates if c), "")
                 keys = {f"{c}_{local}" if c else local for c in candidates}
@@ -480,9 +483,18 @@ class _TagKeys(dict):  # type: ignore[type-arg]
         if not prefix:
             closes |= _CLOSES_TEXTINPUT if local not in _TEXTINPUT_PARTS else 0
             closes |= _CLOSES_IMAGE if local not in _IMAGE_PARTS else 0
-        value = (key, handler, closes)
+        leaf = _LEAF_OPS.get(key, _LEAF_NOOP if handler in _NOOP_ON_LEAVES else 0)
+        value = (key, handler, closes, leaf)
         self[tag] = value
+        if shared and len(_SHARED_TAG_KEYS) < _SHARED_TAG_KEYS_MAX:
+            _SHARED_TAG_KEYS[tag] = value
         return value
+
+
+# Tags whose entry is the same in every document, found once per process rather than once
+# per document; bounded, as hostile documents can invent any number of tags.
+_SHARED_TAG_KEYS: dict[str, tuple[str, _Handler, int, int]] = {}
+_SHARED_TAG_KEYS_MAX = 1_000
 
 
 def _tag_keys(data: bytes, fp: SimpleNamespace) -> _TagKeys:
@@ -595,7 +607,7 @@ class _Replay:
         """
         keys = self.keys
         for el in els:
-            key, handler, closes = keys[el.tag]
+            key, handler, closes, _ = keys[el.tag]
             self.depth += 1
             items = el.items()
             attrs = self.attributes(items) if items else {}
@@ -617,6 +629,92 @@ class _Replay:
                     self.baseuri = self.basestack[-1]
             self.depth -= 1
 
+    def entry_children(self, el: Any) -> None:
+        """`self.elements(el)` for an entry's children, its usual leaves done in place.
+
+        While no xml:base is in force and no image, textinput or source is open, elements()
+        does nothing around a leaf without an xml:base attribute but call its handler, whose
+        context() is the entry. Such leaves are done here: the usual fields in the lines
+        their handler, push_content, pop_content and pop would run for them (the tests check
+        both ways agree), others by their handler alone. The rest goes through elements().
+        """
+        keys = self.keys
+        entry = self.entries[-1]
+        depths = self.entry_depths[-1]
+        depth = self.depth + 1
+        plain = not (self.baseuri or self.insource or self.inimage or self.intextinput)
+        for child in el:
+            key, handler, _, leaf = keys[child.tag]
+            attrs: dict[str, str] = {}
+            general = not (plain and leaf) or len(child)
+            if not general and (items := child.items()):
+                if leaf < _LEAF_GUID:
+                    general = True  # attributes matter to these handlers: leave it to them
+                elif leaf == _LEAF_NOOP:  # only an xml:base would matter: any name "*base"
+                    general = "base" in "".join([name for name, _ in items]).lower()
+                else:
+                    attrs = self.attributes(items)
+                    general = "xml:base" in attrs or "base" in attrs
+            if general:
+                self.elements((child,))
+                plain = not (self.baseuri or self.insource or self.inimage or self.intextinput)
+                continue
+            if leaf == _LEAF_NOOP:
+                continue
+            if leaf == _LEAF_DIRECT:
+                self.depth = depth
+                handler(self, key, child, attrs)
+                self.depth = depth - 1
+                continue
+            text = child.text
+            output = text.strip() if text else ""
+            if leaf == _LEAF_GUID:
+                self.guidislink = attrs.get("ispermalink", "true") == "true"
+                if self.guidislink and ":///" in output:
+                    output = self.resolve(output)
+            elif leaf == _LEAF_LINK and ":///" in output:
+                output = self.resolve(output)
+            if not output.isascii():
+                output = self.unmangle(output)
+            if leaf == _LEAF_TITLE:
+                if not -1 < self.title_depth <= depth:
+                    old = depths.get("title")
+                    if old is None or depth <= old:
+                        depths["title"] = depth
+                        entry["title"] = output
+                    entry["title_detail"] = {"base": ""}  # the content base, never set here
+                if output:
+                    self.title_depth = depth
+            elif leaf == _LEAF_CATEGORY:
+                tags = entry.setdefault("tags", [])
+                if output:
+                    if tags and not tags[-1]["term"]:
+                        tags[-1]["term"] = output
+                    else:
+                        self.add_tag(output, None, None)
+            elif leaf == _LEAF_LINK:
+                if "&" in output:
+                    output = _LINK_ENTITY.sub(r"&\g<1>", output.replace("&amp;", "&"))
+                entry["link"] = output
+            elif leaf == _LEAF_ENCODED or (
+                leaf == _LEAF_DESCRIPTION and "summary" in entry and not self.has_content
+            ):  # content: content:encoded, or a description after a summary
+                self.has_content = True
+                entry.setdefault("content", []).append({"value": output})
+                entry.setdefault("summary", output)
+            else:
+                if leaf == _LEAF_DATE:
+                    name = _DATE_KEYS[key]
+                    entry[name + "_parsed"] = _parse_date(output, self.fp)
+                else:
+                    name = "id" if leaf == _LEAF_GUID else "summary"
+                old = depths.get(name)
+                if old is None or depth <= old:
+                    depths[name] = depth
+                    entry[name] = output
+                if leaf == _LEAF_GUID and self.guidislink:
+                    entry.setdefault("link", output)
+
     def track_base(self, base: str | None) -> None:
         if base:
             if self.baseuri:
@@ -633,14 +731,18 @@ class _Replay:
 
     def attributes(self, items: list[tuple[str, str]]) -> dict[str, str]:
         attrs = {}
-        for name, value in items:
-            if name[0] == "{":  # "xml:base", "rdf:about": feedparser's prefix, if it knows one
-                ns, _, local = name[1:].partition("}")
-                prefix = self.fp.known.get(ns.lower(), "")
-                if prefix:
-                    attrs[f"{prefix}:{local}".lower()] = value
-        for name, value in items:  # then expat's bare names, which win
-            attrs[name.rpartition("}")[2].lower()] = value
+        for name, value in items:  # a loop, not a comprehension: no extra frame
+            attrs[name.lower()] = value
+        if "{" in "".join(attrs):  # namespaced ones, seldom: feedparser's prefixes first
+            attrs = {}
+            for name, value in items:
+                if name[0] == "{":  # "xml:base", "rdf:about": feedparser's prefix, if known
+                    ns, _, local = name[1:].partition("}")
+                    prefix = self.fp.known.get(ns.lower(), "")
+                    if prefix:
+                        attrs[f"{prefix}:{local}".lower()] = value
+            for name, value in items:  # then expat's bare names, which win
+                attrs[name.rpartition("}")[2].lower()] = value
         for name in ("rel", "type"):
             if name in attrs:
                 attrs[name] = attrs[name].lower()
@@ -781,7 +883,7 @@ class _Replay:
         self.title_depth = -1
         if attrs.get("rdf:about"):
             self.context()["id"] = attrs["rdf:about"]
-        self.elements(el)
+        self.entry_children(el)
         self.inentry = False
         self.has_content = False
 
@@ -898,6 +1000,18 @@ class _Replay:
         if tag not in tags:
             tags.append(tag)
 
+    def unmangle(self, output: str) -> str:
+        """feedparser undoes UTF-8 read as Latin-1, then maps C1 controls as cp1252."""
+        # Not contextlib.suppress, a Python-level context manager: this runs for every
+        # non-ASCII text and mostly raises.
+        try:  # noqa: SIM105
+            output = output.encode("iso-8859-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+        if _C1_CONTROL.search(output):
+            output = output.translate(self.fp.cp1252)
+        return output
+
     def pop(self, element: str, expecting: bool, text: str) -> str:
         """mixin.pop: the element's text, fixed up and stored as feedparser stores it."""
         output = text.strip()
@@ -906,11 +1020,7 @@ class _Replay:
         if element in _RELATIVE_URI_KEYS and output and (element != "id" or self.guidislink):
             output = self.resolve(output)
         if not output.isascii():
-            # feedparser undoes UTF-8 read as Latin-1, then maps C1 controls as cp1252.
-            with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
-                output = output.encode("iso-8859-1").decode("utf-8")
-            if _C1_CONTROL.search(output):
-                output = output.translate(self.fp.cp1252)
+            output = self.unmangle(output)
         if element == "category" or (element == "title" and -1 < self.title_depth <= self.depth):
             return output
         if self.inentry and not self.insource:
@@ -964,6 +1074,26 @@ _HANDLERS: dict[str, _Handler] = {
 }
 
 
+# How entry_children takes a leaf child of an entry: done in place (the first seven: what
+# the handler would do, written out), through its handler without elements()' bookkeeping
+# (DIRECT), or not at all (NOOP: the handler reads nothing of a leaf). From GUID on, with
+# any attributes; the ones before only without (their handlers read some).
+_LEAF_TITLE, _LEAF_DESCRIPTION, _LEAF_ENCODED, _LEAF_LINK, _LEAF_CATEGORY = 1, 2, 3, 4, 5
+_LEAF_GUID, _LEAF_DATE, _LEAF_DIRECT, _LEAF_NOOP = 6, 7, 8, 9
+_LEAF_OPS = {
+    **dict.fromkeys(("title", "dc_title"), _LEAF_TITLE),
+    **dict.fromkeys(("description", "dc_description", "media_description"), _LEAF_DESCRIPTION),
+    **dict.fromkeys(("content_encoded", "fullitem"), _LEAF_ENCODED),
+    "link": _LEAF_LINK,
+    **dict.fromkeys(("guid", "id"), _LEAF_GUID),
+    **dict.fromkeys(_DATE_KEYS, _LEAF_DATE),
+    **dict.fromkeys(("category", "dc_subject"), _LEAF_CATEGORY),
+    "media_category": _LEAF_DIRECT,
+    **dict.fromkeys(("author", "managingeditor", "dc_author", "dc_creator"), _LEAF_DIRECT),
+}
+_NOOP_ON_LEAVES = (_Replay.unknown, _Replay.inert)
+
+
 def _content_type(value: str) -> str:
     value = value.lower()
     return _CONTENT_TYPES.get(value, value)
@@ -973,16 +1103,18 @@ def _parse_date(value: str, fp: SimpleNamespace) -> datetime | tuple[int, ...] |
     """feedparser's _parse_date; for the two usual shapes, its result as a UTC datetime."""
     text = value.lower()
     m = _RFC822_DATE.fullmatch(text)
-    if m and m.group(2) in _MONTHS:
+    if m:
         day, month, year, hour, minute, second, sign, zh, zm, zone = m.groups()
-        if sign:
-            offset = int(zh) * 60 + int(zm)
-            offset = -offset if sign == "-" else offset
-        else:
-            offset = _RFC822_ZONES.get(zone, 0) * 60
-        parsed = _utc_datetime(year, _MONTHS[month], day, hour, minute, second, offset)
-        if parsed is not None:
-            return parsed
+        number = _MONTHS.get(month)
+        if number is not None:
+            if sign:
+                offset = int(zh) * 60 + int(zm)
+                offset = -offset if sign == "-" else offset
+            else:
+                offset = _RFC822_ZONES.get(zone, 0) * 60
+            parsed = _utc_datetime(year, number, day, hour, minute, second, offset)
+            if parsed is not None:
+                return parsed
     m = _W3DTF_DATE.fullmatch(text)
     if m:
         year, month, day, hour, minute, second, sign, zh, zm, shour, sminute, ssecond = m.groups()
@@ -1001,10 +1133,16 @@ def _utc_datetime(
 ) -> datetime | None:  # fmt: skip
     try:
         stamp = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
-                         int(second or 0), tzinfo=timezone.utc)  # fmt: skip
-        return stamp - timedelta(minutes=offset_minutes) if offset_minutes else stamp
+                         int(second or 0), 0, timezone.utc)  # fmt: skip
+        return stamp - _offset(offset_minutes) if offset_minutes else stamp
     except (ValueError, OverflowError):
         return None  # feedparser's other date handlers get their turn
+
+
+@functools.lru_cache(maxsize=256)
+def _offset(minutes: int) -> timedelta:
+    # A feed's dates share a zone or two: one timedelta each, not one per date.
+    return timedelta(minutes=minutes)
 
 
 def _normalised_entries(
@@ -1017,8 +1155,12 @@ def _normalised_entries(
 
 
 def _entry_from_feedparser(e: Mapping[str, Any], feed_base: str, now: datetime | None) -> Entry:
-    base = (e.get("title_detail") or {}).get("base") or feed_base
-    link = canonical_url(e.get("link"), base) or canonical_url(e.get("link"), feed_base)
+    raw_link = e.get("link")
+    title_detail = e.get("title_detail")
+    base = (title_detail and title_detail.get("base")) or feed_base
+    link = canonical_url(raw_link, base)
+    if link is None and base != feed_base:
+        link = canonical_url(raw_link, feed_base)
     title = html_to_text(e.get("title"))[:MAX_TITLE]
     summary = e.get("summary") or ""
     if not summary:
@@ -1027,16 +1169,19 @@ def _entry_from_feedparser(e: Mapping[str, Any], feed_base: str, now: datetime |
     for field in ("published_parsed", "updated_parsed", "created_parsed"):
         # dict.get: FeedParserDict.get maps a missing updated_parsed to published_parsed
         # with a DeprecationWarning.
-        published = _sane(_from_struct(dict.get(e, field)), now)  # type: ignore[arg-type]
-        if published:
-            break
+        value = dict.get(e, field)  # type: ignore[arg-type]
+        if value:
+            published = _sane(_from_struct(value), now)
+            if published:
+                break
+    tags = e.get("tags")
     return Entry(
-        key=entry_key(e.get("id"), link, title, raw_link=e.get("link")),
+        key=entry_key(e.get("id"), link, title, raw_link=raw_link),
         title=title,
         summary=html_to_text(summary)[:MAX_SUMMARY],
         link=link,
         author=html_to_text(e.get("author"))[:MAX_AUTHOR] or None,
-        categories=_categories(t.get("term") or t.get("label") for t in e.get("tags") or ()),
+        categories=_categories(t.get("term") or t.get("label") for t in tags) if tags else (),
         published=published,
     )
 
