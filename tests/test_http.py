@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
+import gc
+import shutil
+import socket
+import ssl
+import subprocess
 import threading
+import time
 import tracemalloc
+import warnings
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -21,10 +30,14 @@ from catalysts.http import (
     HttpOptions,
     Request,
     Response,
+    _Fetcher,
+    _Origin,
     default_user_agent,
     fetch_all,
+    fetch_all_async,
     resolve_user_agent,
 )
+from catalysts.ingest import RETRY_AFTER_CAP, next_retry
 from faultserver import (
     ETAG,
     HUGE_SIZE,
@@ -161,6 +174,64 @@ def test_a_cookie_never_goes_to_another_host_whatever_its_domain() -> None:
         assert cookie(fetcher, "http://evil.substack.com/feed") == b"sid=1"
 
     asyncio.run(main())
+
+
+def _clear_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_a_non_ascii_host_is_sent_as_idna_2008(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through a proxy on loopback, which shows the host the request names without any DNS.
+    # IDNA 2003 (Python's codec) would ask for fass.de, another domain.
+    _clear_proxies(monkeypatch)
+    monkeypatch.setenv("http_proxy", fault_server.base_url)
+
+    response = fetch_one("http://Faß.de/feed")
+
+    assert response.result == "ok"
+    [sent] = fault_server.requests()
+    assert (sent.path, sent.headers["Host"]) == ("http://xn--fa-hia.de/feed", "xn--fa-hia.de")
+
+
+def test_a_non_ascii_host_is_ascii_for_dns_proxy_bypass_and_cookies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clear_proxies(monkeypatch)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("no_proxy", "xn--fa-hia.de")  # NO_PROXY lists names as DNS has them
+
+    async def main() -> None:  # the fetcher lives on an event loop
+        fetcher = _Fetcher(HttpOptions(), "catalysts-test", [])
+        fetcher._store_cookies("http://faß.de/", ["sid=1", "d=2; Domain=xn--fa-hia.de"])
+
+        origin, target, headers = fetcher._request("http://faß.de:8080/feed", [])
+        assert origin == _Origin("xn--fa-hia.de", 8080, False)  # what DNS and TLS are given
+        assert target == b"/feed"  # not the proxy's: the bypass matched the ASCII name
+        assert dict(headers)[b"Host"] == b"xn--fa-hia.de:8080"
+        # Both spellings are one host, whose cookies they share; fass.de is another.
+        _, _, headers = fetcher._request("http://xn--fa-hia.de/feed", [])
+        assert dict(headers).get(b"Cookie") == b"sid=1; d=2"
+        _, _, headers = fetcher._request("http://fass.de/feed", [])
+        assert dict(headers).get(b"Cookie") is None
+
+    asyncio.run(main())
+
+
+def test_a_host_name_idna_2008_refuses_is_an_error(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The proxy on loopback only keeps a regression from looking the name up on the internet.
+    _clear_proxies(monkeypatch)
+    monkeypatch.setenv("http_proxy", fault_server.base_url)
+
+    response = fetch_one("http://\N{SNOWMAN}.net/feed", replace(FAST, retries=0))
+
+    assert (response.result, response.error) == ("error", "invalid host name \N{SNOWMAN}.net")
+    assert fault_server.requests() == []
 
 
 @pytest.mark.parametrize("no_proxy", ["", "127.0.0.1"])
@@ -342,6 +413,32 @@ def test_429_without_retry_after_is_not_retried(fault_server: FaultServer) -> No
     assert fault_server.hits("/status/429") == 1
 
 
+@pytest.mark.parametrize(
+    ("value", "error", "retry_after"),
+    [
+        # Capped at a week: the store's next attempt is computed from it.
+        ("100000000000000", "HTTP 503 Service Unavailable (retry after 604800s)", 604800.0),
+        # "\xb2" (superscript two) is a digit to str.isdigit, not to float: no Retry-After.
+        ("\xb2", "HTTP 503 Service Unavailable", None),
+    ],
+)
+def test_an_absurd_retry_after_is_bounded_or_ignored(
+    fault_server: FaultServer, value: str, error: str, retry_after: float | None
+) -> None:
+    fault_server.route("/busy", status=503, headers={"Retry-After": value})
+
+    response = fetch_one(fault_server.url("/busy"), replace(FAST, retries=0))
+
+    assert (response.result, response.error, response.retry_after) == ("error", error, retry_after)
+
+
+@pytest.mark.parametrize("retry_after", [1e14, float("inf")])
+def test_the_next_attempt_after_an_absurd_retry_after_is_a_day_away(retry_after: float) -> None:
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    assert next_retry(now, 1, retry_after) == now + RETRY_AFTER_CAP
+
+
 # --- timeouts, broken connections and refused connections ------------------------------------
 
 
@@ -412,6 +509,159 @@ def test_https_to_a_server_that_speaks_no_tls(fault_server: FaultServer) -> None
     assert response.error.startswith("TLS error with 127.0.0.1: ")
 
 
+def test_a_server_that_never_pauses_still_ends_at_the_total_budget(
+    fault_server: FaultServer,
+) -> None:
+    # Endless 1xx responses: bytes every loop cycle, so no timer would ever get its turn.
+    hung_up = threading.Event()
+
+    def endless_1xx(h) -> None:  # type: ignore[no-untyped-def]
+        patience = time.monotonic() + 20  # 40x the budget: ends the test if the client never does
+        try:
+            while time.monotonic() < patience and not fault_server.stopping.is_set():
+                h.wfile.write(b"HTTP/1.1 102 Processing\r\n\r\n" * 1000)
+        except OSError:
+            hung_up.set()
+        h.close_connection = True
+
+    fault_server.route("/endless", endless_1xx)
+
+    response = fetch_one(fault_server.url("/endless"), replace(FAST, total_timeout=0.5))
+
+    assert (response.result, response.error) == ("error", "timed out after 0.5s (total)")
+    assert hung_up.wait(10)  # by the client, not by the server's patience running out
+
+
+def test_a_connect_timeout_of_the_system_is_not_called_ours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def system_timed_out(self, origin, host, port, tls):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ETIMEDOUT, f"Connect call failed ('{host}', {port})")
+
+    monkeypatch.setattr(_Fetcher, "_dial", system_timed_out)
+
+    response = fetch_one("http://127.0.0.1:9/feed", replace(FAST, retries=0))
+
+    assert response.error == (
+        f"connection failed: [Errno {errno.ETIMEDOUT}] Connect call failed ('127.0.0.1', 9)"
+    )
+
+
+def test_a_connect_timeout_while_the_ca_bundle_loads_fails_only_that_feed(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CA bundle loads until the feed has its response: its connect timed out meanwhile.
+    import catalysts.http
+
+    loaded = threading.Event()
+    load = catalysts.http._tls_context
+
+    def slow_load() -> ssl.SSLContext:
+        loaded.wait(10)  # bounded, so that a broken run cannot hang the tests
+        return load()
+
+    monkeypatch.setattr(catalysts.http, "_tls_context", slow_load)
+    url = fault_server.url("/feed").replace("http://", "https://", 1)
+
+    responses = fetch_all(
+        [Request("f", url)],
+        user_agent=UA,
+        options=replace(FAST, connect_timeout=0.05, retries=0),
+        on_response=lambda _: loaded.set(),
+    )
+
+    assert [(r.result, r.error) for r in responses] == [
+        ("error", "timed out after 0.05s (connect)")
+    ]
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key, made by `openssl`."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"),
+            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-addext", "keyUsage=critical,digitalSignature,keyCertSign"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@contextmanager
+def tls_server(cert: Path, key: Path) -> Iterator[str]:
+    """An HTTPS server on 127.0.0.1 that answers every request with RSS on a kept-alive
+    connection, and never answers a client's close_notify: each connection stays open until
+    the block ends. Yields its base URL."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve(raw: socket.socket) -> None:
+        with raw:
+            try:
+                with context.wrap_socket(raw, server_side=True) as conn:
+                    buffer = b""
+                    while data := conn.recv(65536):
+                        buffer += data
+                        while b"\r\n\r\n" in buffer:
+                            _, _, buffer = buffer.partition(b"\r\n\r\n")
+                            conn.sendall(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(RSS)
+                            )
+                            conn.sendall(RSS)
+                    done.wait(30)
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(raw,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        listener.close()
+
+
+def test_kept_alive_tls_connections_are_closed_by_the_end_of_the_run(
+    tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A graceful TLS close waits for the server's close_notify, which this server never sends:
+    # the socket would outlive the run's event loop.
+    cert, key = tls_files
+    _clear_proxies(monkeypatch)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+
+    with tls_server(cert, key) as base, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        requests = [Request(str(i), f"{base}/{i}") for i in range(3)]
+        responses = fetch_all(requests, user_agent=UA, options=replace(FAST, per_host=1))
+        gc.collect()
+
+    assert [(r.result, r.body) for r in responses] == [("ok", RSS)] * 3
+    assert [str(w.message) for w in caught if "unclosed" in str(w.message)] == []
+
+
 # --- redirects -------------------------------------------------------------------------------
 
 
@@ -458,6 +708,34 @@ def test_a_non_ascii_path_is_sent_percent_encoded(fault_server: FaultServer) -> 
 
     assert (response.result, response.body) == ("ok", RSS)
     assert [r.path for r in fault_server.requests()] == ["/caf%C3%A9?q=1"]
+
+
+@pytest.mark.parametrize("location", [b"/caf\xc3\xa9", b"/caf\xe9"], ids=["utf-8", "latin-1"])
+def test_a_raw_non_ascii_location_is_read_as_utf8_else_latin1(
+    fault_server: FaultServer, location: bytes
+) -> None:
+    def moved(h) -> None:  # type: ignore[no-untyped-def]
+        h.wfile.write(b"HTTP/1.1 301 Moved\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n" % location)
+
+    fault_server.route("/start", moved)
+    fault_server.route("/caf%C3%A9", body=RSS)
+
+    response = fetch_one(fault_server.url("/start"))
+
+    assert (response.result, response.url) == ("ok", fault_server.url("/café"))
+    assert [r.path for r in fault_server.requests()] == ["/start", "/caf%C3%A9"]
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [("/x/../feed", "/feed"), ("/x/./y/../../feed?q=/../z", "/feed?q=/../z"), ("/..", "/")],
+)
+def test_dot_segments_are_resolved_before_sending(
+    fault_server: FaultServer, path: str, sent: str
+) -> None:
+    fetch_one(fault_server.url(path), replace(FAST, retries=0))
+
+    assert [r.path for r in fault_server.requests()] == [sent]
 
 
 def test_a_chunked_body_is_decoded_and_its_connection_kept(fault_server: FaultServer) -> None:
@@ -800,6 +1078,47 @@ def test_a_failing_callback_propagates(fault_server: FaultServer) -> None:
         )
 
 
+def test_a_failing_callback_stops_the_other_feeds_and_closes_their_connections(
+    fault_server: FaultServer,
+) -> None:
+    arrived = threading.Event()
+    hung_up = threading.Event()
+
+    def stalled(h) -> None:  # type: ignore[no-untyped-def]
+        arrived.set()
+        h.connection.settimeout(20)  # never answers: the client's hang-up ends the wait
+        try:
+            if h.connection.recv(1) == b"":
+                hung_up.set()
+        except OSError:
+            hung_up.set()
+        h.close_connection = True
+
+    def after_stalled(h) -> None:  # type: ignore[no-untyped-def]
+        arrived.wait(10)  # so that the stalled feed is in flight when the callback fails
+        h.reply(200, RSS)
+
+    fault_server.route("/stalled", stalled)
+    fault_server.route("/fast", after_stalled)
+    requests = [
+        Request("stalled", fault_server.url("/stalled")),
+        Request("fast", fault_server.url("/fast")),
+    ]
+    options = replace(FAST, read_timeout=20, total_timeout=30)
+
+    def boom(response: Response) -> None:
+        if response.feed_id == "fast":
+            raise RuntimeError("store is gone")
+
+    async def main() -> set[asyncio.Task[object]]:
+        with pytest.raises(RuntimeError, match="store is gone"):
+            await fetch_all_async(requests, UA, options, boom)
+        return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+
+    assert asyncio.run(main()) == set()
+    assert hung_up.wait(10)  # the stalled feed's connection was closed, not left to the GC
+
+
 # --- User-Agent ----------------------------------------------------------------------------------
 
 
@@ -814,9 +1133,27 @@ def test_user_agent_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_user_agent(None) == default_user_agent()
 
 
-def test_only_a_name_that_does_not_exist_is_not_retried() -> None:
-    import socket
+@pytest.mark.parametrize(
+    ("user_agent", "validators", "reason"),
+    [
+        ("t\r\nX-Evil: 1", {}, "invalid User-Agent value t??X-Evil: 1"),
+        ("t", {"etag": 'W/"1"\nX-Evil: 1'}, 'invalid ETag value W/"1"?X-Evil: 1'),
+        ("t", {"last_modified": " Wed"}, "invalid Last-Modified value  Wed"),
+        ("t", {"etag": "x\r" + "y" * 5000}, "invalid ETag value x?" + "y" * 115 + "..."),
+    ],
+)
+def test_a_header_value_that_cannot_be_sent_is_a_short_reason(
+    fault_server: FaultServer, user_agent: str, validators: dict[str, str], reason: str
+) -> None:
+    request = Request("f", fault_server.url("/feed"), **validators)
 
+    [response] = fetch_all([request], user_agent=user_agent, options=FAST)
+
+    assert (response.result, response.error) == ("error", reason)
+    assert fault_server.requests() == []  # nothing was sent, let alone an injected header
+
+
+def test_only_a_name_that_does_not_exist_is_not_retried() -> None:
     from catalysts.http import _unknown_host
 
     def failure(errno: int) -> OSError:

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http
 import math
 import os
 import random
+import re
 import time
 import zlib
 from collections import Counter
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import http.cookiejar
@@ -60,6 +62,10 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _CHUNK = 64 * 1024
 _URL_SHOWN = 120  # redirect targets are untrusted and may be huge: show only their start
+# A hostile or broken server may ask for any wait; a week says as much as more would.
+_RETRY_AFTER_MAX = 7 * 24 * 3600.0
+# h11's field-value (RFC 9110 5.5, obs-text allowed) on the str before its Latin-1 encoding.
+_FIELD_VALUE = re.compile(r"(?:[^\0\s]+(?:[ \t]+[^\0\s]+)*)?", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +153,9 @@ def fetch_all(
 
     Never raises because of one feed. `on_response` is called on the event loop's thread as each
     feed completes (keep it quick: a slow callback stalls the downloads); an exception it raises
-    propagates. Works from a thread without a running event loop; called from inside a running
-    loop, it runs its own loop in a worker thread (async code should await `fetch_all_async`).
+    stops the other feeds and propagates. Works from a thread without a running event loop;
+    called from inside a running loop, it runs its own loop in a worker thread (async code
+    should await `fetch_all_async`).
     """
     import concurrent.futures
 
@@ -170,15 +177,23 @@ async def fetch_all_async(
     """The coroutine behind `fetch_all`, for callers that already run an event loop."""
     opts = options or HttpOptions()
     fetcher = _Fetcher(opts, user_agent, [r.url for r in requests])
+
+    async def one(request: Request) -> Response:
+        response = await fetcher.fetch(request)
+        if on_response is not None:
+            on_response(response)
+        return response
+
+    tasks = [asyncio.ensure_future(one(r)) for r in requests]
     try:
-
-        async def one(request: Request) -> Response:
-            response = await fetcher.fetch(request)
-            if on_response is not None:
-                on_response(response)
-            return response
-
-        return list(await asyncio.gather(*(one(r) for r in requests)))
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        # gather leaves the other feeds running when one raises (a failing on_response): stop
+        # them and wait until they have dropped their connections, so nothing outlives the call.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     finally:
         await fetcher.close()
 
@@ -245,6 +260,8 @@ class _Fetcher:
             (b"Accept", ACCEPT.encode()),
             (b"Accept-Encoding", ACCEPT_ENCODING.encode()),
         ]
+        # A User-Agent that cannot be sent fails every HTTP feed, each with this reason.
+        self.header_problem = _field_problem("User-Agent", user_agent)
         # What a client per host would keep: a cookie set by one response (often a redirect)
         # goes with the later requests to that host that its path rules allow -- never to
         # another host, whatever its Domain says (one feed host must not set cookies for
@@ -258,12 +275,17 @@ class _Fetcher:
         # so that it delays no plain-http request and https ones only until it is done.
         self.tls: asyncio.Future[ssl.SSLContext] | None = None
         if any(_scheme(url) == "https" for url in urls):
-            self._load_tls()
+            self._start_tls_load()
 
-    def _load_tls(self) -> asyncio.Future[ssl.SSLContext]:
+    def _start_tls_load(self) -> asyncio.Future[ssl.SSLContext]:
         if self.tls is None:
             self.tls = asyncio.ensure_future(asyncio.to_thread(_tls_context))
         return self.tls
+
+    async def _load_tls(self) -> ssl.SSLContext:
+        # Shielded: a connect that times out while waiting must not cancel the load that every
+        # https feed of the run shares.
+        return await asyncio.shield(self._start_tls_load())
 
     def _proxy(self, host: str, https: bool) -> str | None:
         """The proxy URL for the host, or None to connect directly; worked out once per run."""
@@ -386,10 +408,15 @@ class _Fetcher:
         opts = self.options
         url = request.url
         headers = list(self.headers)
+        problem = self.header_problem
         if request.etag:
             headers.append((b"If-None-Match", _field(request.etag)))
+            problem = problem or _field_problem("ETag", request.etag)
         if request.last_modified:
             headers.append((b"If-Modified-Since", _field(request.last_modified)))
+            problem = problem or _field_problem("Last-Modified", request.last_modified)
+        if problem:
+            raise _Failure(problem)
         for _ in range(opts.max_redirects + 1):
             location, response = await self._get(request, url, headers, budget)
             if response is not None:
@@ -457,7 +484,7 @@ class _Fetcher:
             raise
         finally:
             if connection is not None:
-                connection.close(abort=True)
+                connection.close()
             self.users[host] -= 1
             self._close_if_unneeded(host)
 
@@ -470,11 +497,13 @@ class _Fetcher:
 
         parts = urlsplit(url)
         https = parts.scheme.lower() == "https"
-        host = parts.hostname or ""
+        host = _ascii_host(parts.hostname or "")
+        if not host.isascii():
+            raise _Failure(f"invalid host name {_shorten(host)}")
         default_port = 443 if https else 80
         port = parts.port or default_port
         authority = _authority(host, None if port == default_port else port)
-        path = parts.path or "/"
+        path = _remove_dot_segments(parts.path) if parts.path else "/"
         if parts.query:
             path += "?" + parts.query
         # Percent-encode what may not travel raw (non-ASCII, quotes, ...), keep escapes as sent.
@@ -515,7 +544,11 @@ class _Fetcher:
             return await asyncio.wait_for(
                 self._open(origin, budget), min(connect_timeout, remaining)
             )
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                # The system gave up connecting (ETIMEDOUT; since Python 3.11 the same class as
+                # asyncio's): its own reason, from the OSError handler, not our timeout's.
+                raise
             if remaining < connect_timeout:
                 raise _total_timeout(self.options.total_timeout) from None
             raise _Failure(
@@ -537,7 +570,7 @@ class _Fetcher:
         try:
             return await self._through_proxy(connection, parts, budget)
         except BaseException:
-            connection.close(abort=True)
+            connection.close()
             raise
 
     async def _dial(
@@ -588,7 +621,7 @@ class _Fetcher:
             return None
         import urllib.request
 
-        carrier = urllib.request.Request(url)
+        carrier = urllib.request.Request(_cookie_url(url, host))
         jar.add_cookie_header(carrier)
         return carrier.get_header("Cookie")
 
@@ -596,10 +629,13 @@ class _Fetcher:
         import http.cookiejar
         import urllib.request
 
-        jar = self.cookies.get(_host(url))
+        host = _host(url)
+        jar = self.cookies.get(host)
         if jar is None:
-            jar = self.cookies[_host(url)] = http.cookiejar.CookieJar()
-        jar.extract_cookies(_SetCookies(set_cookies), urllib.request.Request(url))
+            jar = self.cookies[host] = http.cookiejar.CookieJar()
+        jar.extract_cookies(
+            _SetCookies(set_cookies), urllib.request.Request(_cookie_url(url, host))
+        )
 
     async def _host_gap(self, host: str) -> None:
         """Wait until this host's next start slot, reserving the one after it."""
@@ -620,7 +656,7 @@ class _Fetcher:
             location = head.headers.get("location")
             if not location:
                 raise _Failure(f"HTTP {status} redirect without a Location", status_code=status)
-            return location, None
+            return _utf8_or_latin1(location), None
         if status == 304:
             return None, Response(
                 feed_id=request.feed_id,
@@ -841,13 +877,12 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.h11 = _h11_client()
 
-    def close(self, *, abort: bool = False) -> None:
+    def close(self) -> None:
+        """Drop the connection at once: a body given up on must not flow on, and a graceful TLS
+        close waits for the server's close_notify, often past the end of the run's event loop,
+        which leaves the socket open."""
         if self.transport is not None:
-            # A connection given up mid-response is dropped at once: its body must not flow on.
-            if abort:
-                self.transport.abort()
-            else:
-                self.transport.close()
+            self.transport.abort()
 
     async def _event(self) -> h11.Event:
         import h11
@@ -872,6 +907,10 @@ class _Connection(asyncio.Protocol):
         if self.lost is not None:
             raise self.lost
         loop = asyncio.get_running_loop()
+        # A server that never pauses (endless 1xx responses, huge chunk extensions) wakes every
+        # waiter before a due timer gets its turn: the deadline is checked here too.
+        if loop.time() >= self.deadline:
+            raise _total_timeout(self.total_timeout)
         self.waiter = waiter = loop.create_future()
         self.unread = 0
         if self.paused and self.transport is not None:
@@ -1004,6 +1043,15 @@ def _field(value: str) -> bytes:
     return value.encode("latin-1", "replace")
 
 
+def _field_problem(name: str, value: str) -> str | None:
+    """Why a value cannot be sent as a header (h11 would refuse it: CR, LF, NUL, spaces at
+    either end), or None. The value comes from the environment or the store: it is shown
+    shortened, never raw."""
+    if _FIELD_VALUE.fullmatch(value):
+        return None
+    return f"invalid {name} value {_shorten(value)}"
+
+
 def _total_timeout(seconds: float) -> _Failure:
     return _Failure(f"timed out after {_secs(seconds)} (total)", final=True)
 
@@ -1023,14 +1071,49 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def _authority(host: str, port: int | None) -> bytes:
-    """host[:port] as the Host header and CONNECT want it: ASCII (IDNA), IPv6 in brackets."""
-    try:
-        authority = host.encode("ascii") if host.isascii() else host.encode("idna")
-    except UnicodeError:
-        raise _Failure(f"invalid host name {_shorten(host)}") from None
+    """host[:port] as the Host header and CONNECT want it, from an ASCII host: IPv6 in
+    brackets."""
+    authority = host.encode("ascii")
     if ":" in host:
         authority = b"[" + authority + b"]"
     return authority if port is None else authority + b":%d" % port
+
+
+def _cookie_url(url: str, host: str) -> str:
+    """The URL as the cookie jar must see it: with the host as sent (`_host`), which cookies'
+    Domain attributes are matched against; a non-ASCII spelling would never match."""
+    parts = urlsplit(url)
+    if (parts.hostname or "").isascii():
+        return url
+    return urlunsplit(parts._replace(netloc=_authority(host, parts.port).decode("ascii")))
+
+
+def _remove_dot_segments(path: str) -> str:
+    """The path with its "." and ".." segments resolved (RFC 3986 5.2.4), as browsers and httpx
+    send it: "/x/../feed" asks for "/feed", which many servers would not find otherwise."""
+    segments = path.split("/")
+    if "." not in segments and ".." not in segments:
+        return path
+    kept: list[str] = []
+    for segment in segments[1:]:  # an http(s) URL's path starts with "/"
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")  # "/a/b/.." is the directory "/a/"
+    return "/" + "/".join(kept)
+
+
+def _utf8_or_latin1(value: str) -> str:
+    """A header value h11 gave us as Latin-1, read as UTF-8 when it is: many servers send a
+    Location's non-ASCII characters raw in UTF-8, as browsers and httpx read them."""
+    raw = value.encode("latin-1")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
 
 
 def _basic_auth(username: str, password: str) -> str:
@@ -1051,11 +1134,35 @@ def _scheme(url: str) -> str:
 
 
 def _host(url: str) -> str:
-    """The key of the per-host limits: the host name, lower case ("" when there is none)."""
+    """The key of the per-host limits, idle connections and cookies: the host name as sent,
+    lower case ASCII ("" when there is none)."""
     try:
-        return (urlsplit(url).hostname or "").lower()
+        return _ascii_host(urlsplit(url).hostname or "")
     except ValueError:
         return ""
+
+
+def _ascii_host(host: str) -> str:
+    """The host name as DNS, TLS and the Host header take it: lower case, and a non-ASCII name
+    in IDNA 2008 with UTS #46 mapping as browsers and httpx send it (Python's "idna" codec is
+    IDNA 2003, which maps faß.de to fass.de, another domain). A name IDNA refuses comes back
+    unchanged, non-ASCII, for the caller to refuse."""
+    host = host.lower()
+    return host if host.isascii() else _idna(host)
+
+
+@functools.lru_cache(maxsize=256)
+def _idna(host: str) -> str:
+    import idna
+
+    # No DNS name is longer; crafted long ones make idna.encode slow (CVE-2024-3651 and, with
+    # idna < 3.15, CVE-2026-45409), and a redirect's host name is the server's to choose.
+    if len(host) > 253:
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except UnicodeError:  # idna.IDNAError and its kinds
+        return host
 
 
 def _url_problem(url: str) -> str | None:
@@ -1099,21 +1206,23 @@ def _read_capped(path: Path, cap: int) -> bytes:
 
 
 def _parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date (RFC 9110 10.2.3), at most
+    `_RETRY_AFTER_MAX`."""
     import email.utils
 
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    # ASCII digits only: str.isdigit() also accepts "²" and other digits float() refuses.
+    if value.isascii() and value.isdigit():
+        return min(float(value), _RETRY_AFTER_MAX)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return min(max(0.0, (when - datetime.now(timezone.utc)).total_seconds()), _RETRY_AFTER_MAX)
 
 
 def _phrase(status: int) -> str:

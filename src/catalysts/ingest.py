@@ -100,7 +100,9 @@ def next_retry(
     # 2**exponent overflows timedelta long before it matters: stop at the cap.
     delay = cap if exponent >= 32 else min(cap, base * (2**exponent))
     if retry_after is not None and retry_after > 0:
-        delay = max(delay, min(RETRY_AFTER_CAP, timedelta(seconds=retry_after)))
+        # Capped before it becomes a timedelta: a server's 1e14 seconds would overflow it.
+        seconds = min(retry_after, RETRY_AFTER_CAP.total_seconds())
+        delay = max(delay, timedelta(seconds=seconds))
     return now + delay
 
 
