@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalysts.errors import RuleSyntaxError
-from catalysts.rules import RuleSet, canonical, normalize, parse, parse_rule, rule_hash
+from catalysts.rules import RuleSet, canonical, engine, normalize, parse, parse_rule, rule_hash
 
 ALIASES = {"vcs": ["Sequoia", "a16z", "Andreessen Horowitz"], "oai": ["OpenAI", "Sam Altman"]}
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -101,9 +101,9 @@ WORDS = [
 SEPS = [" ", ", ", " - ", "'", "“", "” ", ". ", "\n", "—", "_", "\u00a0"]
 
 
-def texts() -> st.SearchStrategy[str]:
+def texts(extra: list[str] | None = None) -> st.SearchStrategy[str]:
     sep = st.sampled_from(SEPS)
-    return st.lists(st.tuples(st.sampled_from(WORDS), sep), max_size=14).map(
+    return st.lists(st.tuples(st.sampled_from(WORDS + (extra or [])), sep), max_size=14).map(
         lambda parts: "".join(w + s for w, s in parts)
     )
 
@@ -117,10 +117,19 @@ FEW = RuleSet.compile(FEW_RULES, ALIASES)  # type: ignore[arg-type]
 FEW_REFERENCE = RuleSet.compile(FEW_RULES, ALIASES, prefilter="none")  # type: ignore[arg-type]
 
 
+# Every word looked for is ASCII: the words of a document beyond ASCII are then looked up
+# among its ASCII runs ("caf" of "café"), and not tokenised.
+ASCII_RULES = [r for r in RULES if r[0] != "cafe"]
+ASCII_MANY = RuleSet.compile(ASCII_RULES, ALIASES)  # type: ignore[arg-type]
+ASCII_REFERENCE = RuleSet.compile(ASCII_RULES, ALIASES, prefilter="none")  # type: ignore[arg-type]
+NON_ASCII_WORDS = ["éopenai", "ipoé", "Ａi", "naïve", "s-1é", "ｓ-1", "kiloé", "\u212awatt"]
+
+
 def test_the_rule_sets_take_the_paths_under_test() -> None:
     # If the thresholds move, these tests must still reach both anchor tests.
     assert MANY._anchor_search is not None and MANY._anchor_first is not None
     assert FEW._anchor_words is not None and FEW._anchor_search is None
+    assert ASCII_MANY._all_tokens().ascii and not MANY._all_tokens().ascii
 
 
 @SETTINGS
@@ -141,6 +150,62 @@ def test_a_batch_agrees_with_the_reference(docs: list[dict[str, str]]) -> None:
     # One anchor search over the joined batch must flag every document one by one would.
     assert MANY.match_many(docs) == [MANY_REFERENCE.match(d) for d in docs]
     assert FEW.match_many(docs) == [FEW_REFERENCE.match(d) for d in docs]
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.fixed_dictionaries({"title": texts(NON_ASCII_WORDS), "summary": texts()}), max_size=6
+    )
+)
+def test_ascii_rules_agree_with_the_reference_on_words_beyond_ascii(
+    docs: list[dict[str, str]],
+) -> None:
+    expected = [ASCII_REFERENCE.match(d) for d in docs]
+    assert ASCII_MANY.match_many(docs) == expected
+    assert [ASCII_MANY.match(d) for d in docs] == expected
+
+
+def test_rules_are_evaluated_only_if_a_conjunction_of_their_clauses_may_hold() -> None:
+    ruleset = RuleSet.compile(
+        [
+            ("a", "signal", "(alpha OR beta) AND (gamma OR (delta AND epsilon))"),
+            ("b", "signal", "(zeta NEAR/2 eta) OR NOT theta"),
+        ],
+        {},
+    )
+    (a, b) = (engine._conjuncts(r.node, ruleset._keys) for r in ruleset.rules)
+    ab, gamma, delta, epsilon = (
+        frozenset(("w", tuple(w.split()), False) for w in words)
+        for words in (["alpha", "beta"], ["gamma"], ["delta"], ["epsilon"])
+    )
+    assert a == [(ab, delta, epsilon), (ab, gamma)]
+    assert b == [()]  # can hold with no word at all
+    key = {w: ("w", (w,), False) for w in ["alpha", "gamma", "delta", "epsilon", "zeta"]}
+    assert ruleset._possible({key["alpha"], key["delta"]}) == {1}
+    assert ruleset._possible({key["alpha"], key["delta"], key["epsilon"]}) == {0, 1}
+    assert [m.item for m in ruleset.match({"title": "alpha delta"})] == ["b"]
+    assert [m.item for m in ruleset.match({"title": "alpha epsilon delta"})] == ["a", "b"]
+
+
+def test_an_and_of_many_ors_is_weakened_not_dropped() -> None:
+    # 3**5 conjunctions would exceed _MAX_CONJUNCTS: some ORs are collapsed to one clause
+    # of their anchors, a looser condition that still holds wherever the rule does.
+    groups = [[f"w{i}a", f"(w{i}b AND w{i}c)", f"(w{i}d AND w{i}e)"] for i in range(5)]
+    rule = " AND ".join("(" + " OR ".join(g) + ")" for g in groups)
+    fast = RuleSet.compile([("big", "signal", rule)], {})
+    reference = RuleSet.compile([("big", "signal", rule)], {}, prefilter="none")
+    (forms,) = (engine._conjuncts(r.node, fast._keys) for r in fast.rules)
+    assert 1 < len(forms) <= engine._MAX_CONJUNCTS
+    for words, holds in [
+        ("w0a w1b w1c w2a w3d w3e w4a", True),
+        ("w0a w1b w2a w3d w3e w4a", False),  # w1c missing
+        ("w0b w0c w1a w2e w2d w3a w4c w4b", True),
+        ("w0a w1a w2a w3a w4a", True),
+    ]:
+        doc = {"title": words}
+        assert fast.match(doc) == reference.match(doc)
+        assert bool(fast.match(doc)) is holds
 
 
 def test_a_batch_flags_each_document_with_an_anchor() -> None:
@@ -290,6 +355,45 @@ def test_fold_chunks_attach_exactly_what_unicodedata_attaches() -> None:
     assert normalize.fold("ｶﾞ") == "カ\u3099"
 
 
+def test_fold_normalises_in_one_call_only_where_chunks_cannot_interact() -> None:
+    # `fold` is NFKC per chunk (`_chunks`); text without a `_JOINS_PREVIOUS` character is
+    # normalised whole, which is the same only if no chunk after the first can compose
+    # with, or reorder into, the one before: its NFKD must start with a character of
+    # combining class 0 that is no second half of a canonical composition.
+    import re
+    import sys
+    import unicodedata
+
+    from catalysts.rules._marks import MARKS
+
+    seconds = set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))  # Hangul V and T
+    for cp in range(sys.maxunicode + 1):
+        parts = unicodedata.decomposition(chr(cp)).split()
+        if (
+            len(parts) == 2
+            and parts[0][0] != "<"
+            and unicodedata.normalize("NFC", chr(cp)) == chr(cp)
+        ):
+            seconds.add(int(parts[1], 16))
+    attached = re.compile(f"[{MARKS}{normalize._JAMO_TAIL}]")  # never starts a chunk
+    assert all(attached.match(chr(cp)) for cp in seconds)
+    joining = []
+    for cp in range(sys.maxunicode + 1):
+        char = chr(cp)
+        if unicodedata.is_normalized("NFKD", char) or attached.match(char):
+            continue  # (a character that is its own NFKD and starts a chunk is no mark)
+        first = unicodedata.normalize("NFKD", char)[0]
+        if unicodedata.combining(first) or ord(first) in seconds:
+            joining.append(char)
+    assert joining and all(normalize._JOINS_PREVIOUS.match(c) for c in joining)
+    for text in ["Wait… what", "x²₀ 𝕏 ﬁle", "ｶﾞ…", "\u1100\u3162…", "e\u0301… Å", "…\u0301"]:
+        chunked = "".join(normalize._fold_chunk(c) for _, _, c in normalize._chunks(text))
+        assert normalize._fold_general(text) == chunked
+    assert normalize._fold_general("\u1100\u3162…") != unicodedata.normalize(
+        "NFKC", "\u1100\u3162…"
+    )
+
+
 class _WrapperOnly:
     """An RE2 pattern seen through its public methods only, as in a `re2` release that
     does not expose the extension object the engine's fast calls use."""
@@ -307,8 +411,6 @@ class _WrapperOnly:
 @pytest.mark.parametrize("data", [b"", b"x ab", b"ab x cd ab", b"abcd cd", b"nothing here"])
 def test_raw_re2_calls_agree_with_the_wrapper(data: bytes) -> None:
     import re2
-
-    from catalysts.rules import engine
 
     fast = re2.compile(rb"\b(ab|cd)\b")
     slow = _WrapperOnly(fast)

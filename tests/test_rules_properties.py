@@ -146,6 +146,15 @@ def test_candidate_strategies_agree_with_exact_evaluation(rule: str, doc: dict[s
 
 
 @SETTINGS
+@given(rule_sources(), st.lists(docs, min_size=2, max_size=6))
+def test_a_batch_agrees_with_exact_evaluation(rule: str, batch: list[dict[str, str]]) -> None:
+    # `match_many` goes its own ways: one anchor search over the batch, and the words of
+    # ASCII text taken unfolded; the rule's words are ASCII or not, as drawn.
+    expected = [ruleset(rule, "none").match(doc) for doc in batch]
+    assert ruleset(rule).match_many(batch) == expected
+
+
+@SETTINGS
 @given(rule_sources(), docs)
 def test_hits_slice_the_original_text(rule: str, doc: dict[str, str]) -> None:
     for found in ruleset(rule).match(doc):

@@ -1,31 +1,33 @@
 """Compile many rules into one matcher; match documents; return evidence.
 
-Two stages, so the cost per document barely grows with the number of rules:
+Three steps, so the cost per document barely grows with the number of rules:
 
-1. candidates: one word of every term of every rule (its pivot: a phrase's longest whole
-   word) goes into one RE2 alternation (a DFA: one linear pass in C over the folded
-   fields, ASCII word boundaries, so it can only over-report). Most documents share no
-   word with any rule and stop here; for the rest, the words it found name the candidate
-   terms (in any field: stage 2 is exact), and a phrase stays one only if all its whole
-   words are tokens of the document;
-2. exact evaluation, only for rules whose needed clauses all have a candidate (plus the
-   few rules that can hold with no positive term, such as `NOT spam`): the field is
-   tokenised, candidate terms are located as whole-word token sequences, and the boolean
-   logic runs, collecting the positive hits (offsets into the original text) as evidence.
+1. the anchor test, before any folding: does the document contain any ANCHOR word? A
+   rule holds only if one of its conjunctions of clauses does (`_conjuncts`: an AND needs
+   a term of each of its parts, an OR one of its operands), and each conjunction is
+   watched for through one clause, its anchor (`_anchor`: the one least likely to
+   occur); a document with no anchor word can satisfy no rule but the few that hold with
+   no positive term (`NOT spam`). With a handful of anchor words (re-matching one edited
+   item over the whole store) the test is a few substring tests; with many, one RE2
+   search of the documents joined;
+2. candidates: the lexical keys of the terms that may occur (a superset), from the
+   document's tokens (`_TokenIndex`: each term's pivot -- a phrase's longest whole word
+   -- looked up among them, and a phrase kept only if all its whole words are tokens
+   too). Text whose word characters are all ASCII is not even folded (its fold is
+   `lower()`); other text is, and if the rules look for ASCII words only, its ASCII runs
+   stand for its tokens (else each field is tokenised, after one RE2 search of every
+   pivot, `_shares_a_word`). Then only the rules with a conjunction whose every clause
+   has a candidate go on (`RuleSet._possible`): most documents that pass the anchor test
+   stop here;
+3. exact evaluation: the fields are tokenised, candidate terms are located as whole-word
+   token sequences, and the boolean logic runs, collecting the positive hits (offsets
+   into the original text) as evidence.
 
-Before stage 1 the gate asks a cheaper question: does the document contain any ANCHOR
-word? Every rule that is not an always-rule needs at least one term of some clause (an
-AND needs each of its parts, an OR one of them), and the smallest such clause is its
-anchor; a document with no anchor word can satisfy no rule, so the full candidate search
-runs only for the few that have one. With a handful of anchor words (re-matching one
-edited item over the whole store) the question is a few substring tests; with many, one
-RE2 search without captures.
-
-Other stage-1 strategies are kept selectable for the benchmark that compares them and
-for tests that cross-check them: `prefilter="tokens"` (token sets only), `"re2-set"` (one
-RE2 Set pattern per term: ~50x slower than the gate with thousands of terms, as RE2's
-DFA must track which of them matched) and `"none"` (evaluate every rule: the reference).
-Measured by `benchmarks/bench_match.py`.
+Other candidate searches are kept selectable for the benchmark that compares them and
+for tests that cross-check them: `prefilter="tokens"` (token sets only, no anchor test),
+`"re2-set"` (one RE2 Set pattern per term: ~50x slower than the gate with thousands of
+terms, as RE2's DFA must track which of them matched) and `"none"` (evaluate every rule
+with a term present: the reference). Measured by `benchmarks/bench_match.py`.
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ def _set_pattern(words: tuple[str, ...], prefix: bool) -> str:
 
 
 class _FieldSet:
-    """The stage-1 matcher of one field: an RE2 Set (folded text) and one for regexes."""
+    """The RE2 Sets of one field: its word terms (folded text, for `prefilter="re2-set"`)
+    and its regexes."""
 
     def __init__(
         self, word_keys: list[tuple[Any, ...]], regex_keys: list[tuple[Any, ...]], word_set: bool
@@ -181,54 +184,85 @@ def _collect_terms(node: Node, positive: bool, every: list[Term], positives: lis
         _collect_terms(node.right, positive, every, positives)  # type: ignore[union-attr]
 
 
-def _clauses(
-    node: Node, keys: Mapping[int, tuple[Any, ...]]
-) -> list[frozenset[tuple[Any, ...]]] | None:
-    """Lexical keys the node needs: it can hold only if, for EVERY clause, a term with one
-    of the clause's keys occurs. None when it can hold with no positive term present.
-    `keys` maps id(term) to its lexical key."""
+# A conjunction of clauses: it holds only if, for every clause, a term with one of the
+# clause's lexical keys occurs. A rule is an OR of such conjunctions (`_conjuncts`).
+_Clause = frozenset[tuple[Any, ...]]
+_Conjunct = tuple[_Clause, ...]
+# Beyond this many conjunctions an AND of ORs is weakened (`_collapse`): still a necessary
+# condition, only a looser one, and the shipped rules stay well below it.
+_MAX_CONJUNCTS = 64
+
+
+def _conjuncts(node: Node, keys: Mapping[int, tuple[Any, ...]]) -> list[_Conjunct]:
+    """The node as an OR of conjunctions of clauses (a disjunctive form over which terms
+    occur): it can hold only if one of them does. `[()]` when it can hold with no
+    positive term present (a NOT, an unexpanded alias). `keys` maps id(term) to its key.
+
+    Per document, this says which rules can hold from the candidate keys alone: a clause
+    per AND operand, so `@crypto AND @us_agencies AND (approve OR ...)` needs a word of
+    each, and one conjunction per OR operand, so that a big OR of such ANDs is not held
+    possible by a word of one and a word of another.
+    """
     cls = node.__class__
     if cls is Term:
-        return [frozenset((keys[id(node)],))]
+        return [(frozenset((keys[id(node)],)),)]
     if cls is Or:
-        union: set[tuple[Any, ...]] = set()
+        merged: set[tuple[Any, ...]] = set()  # one-clause conjunctions are one clause
+        out: list[_Conjunct] = []
         for child in node.children:  # type: ignore[union-attr]
             if child.__class__ is Term:  # the common case, an alias: no list to build
-                union.add(keys[id(child)])
+                merged.add(keys[id(child)])
                 continue
-            needed = _clauses(child, keys)
-            if not needed:
-                return None
-            union.update(needed[0] if len(needed) == 1 else _anchor(needed))
-        return [frozenset(union)]
-    if cls is And:
-        children = node.children  # type: ignore[union-attr]
-        needed = [c for child in children for c in (_clauses(child, keys) or ())]
-        return needed or None
-    if cls is Near:
-        left = _clauses(node.left, keys)  # type: ignore[union-attr]
-        right = _clauses(node.right, keys)  # type: ignore[union-attr]
-        return (left or []) + (right or []) or None
-    return None  # Not, AliasRef: can hold with no positive term
+            for conjunct in _conjuncts(child, keys):
+                if not conjunct:
+                    return [()]
+                if len(conjunct) == 1:
+                    merged.update(conjunct[0])
+                else:
+                    out.append(conjunct)
+        if merged:
+            out.append((frozenset(merged),))
+        return out if len(out) <= _MAX_CONJUNCTS else [_collapse(out)]
+    if cls is And or cls is Near:
+        operands = node.children if cls is And else (node.left, node.right)  # type: ignore[union-attr]
+        product: list[_Conjunct] = [()]
+        for child in operands:
+            options = _conjuncts(child, keys)
+            if not options[0]:  # [()]: no condition
+                continue
+            if len(product) * len(options) > _MAX_CONJUNCTS:
+                options = [_collapse(options)]
+            product = [a + b for a in product for b in options]
+        return product
+    return [()]  # Not, AliasRef: can hold with no positive term
 
 
-def _anchor(clauses: list[frozenset[tuple[Any, ...]]]) -> frozenset[tuple[Any, ...]]:
-    """The clause to watch for: word terms only if possible, fewest keys, longest words."""
+def _collapse(conjuncts: list[_Conjunct]) -> _Conjunct:
+    """One clause implied by any of the conjunctions: the union of their anchors."""
+    return (frozenset().union(*(_anchor(c) for c in conjuncts)),)
 
+
+def _anchor(clauses: Sequence[_Clause]) -> _Clause:
+    """The clause to watch for: word terms only if possible, then the one least likely to
+    occur (`_chance`), so that `Story NEAR/3 (Protocol OR mainnet)` is watched for through
+    "protocol" or "mainnet", and not through "story"."""
     if len(clauses) == 1:
         return clauses[0]
-    best, best_cost = clauses[0], (2, 0, 0)
-    for clause in clauses:
-        regex, shortest = False, 1 << 30
-        for key in clause:
-            if key[0] == "re":
-                regex = True
-            elif len(_pivot(key)) < shortest:
-                shortest = len(_pivot(key))
-        cost = (int(regex), len(clause), -shortest)
-        if cost < best_cost:
-            best, best_cost = clause, cost
-    return best
+    return min(clauses, key=_chance)  # the first of the best
+
+
+@lru_cache(maxsize=1 << 12)  # the clause of an alias is in many conjunctions
+def _chance(clause: _Clause) -> tuple[bool, int]:
+    """Whether the clause holds a regex term, and how likely one of its words is to occur,
+    each word's chance guessed from its length alone: 1 in 2**length, as a rule the
+    longer a word the rarer (in units of 2**-64, so that sums are exact)."""
+    regex, chance = False, 0
+    for key in clause:
+        if key[0] == "re":
+            regex = True
+        else:
+            chance += 1 << max(0, 64 - len(_pivot(key)))
+    return regex, chance
 
 
 def _raw_match(pattern: Any) -> Any:
@@ -301,14 +335,10 @@ def _raw_findall(pattern: Any) -> Any:
     return findall
 
 
-def _whole_words(key: tuple[Any, ...]) -> tuple[str, ...]:
-    """The words a word key's term needs as whole tokens: all but a final prefix."""
-    return key[1][:-1] if key[2] else key[1]
-
-
 @lru_cache(maxsize=1 << 16)  # asked several times per key while compiling
 def _pivot(key: tuple[Any, ...]) -> str:
-    """The word stage 1 looks for: a phrase's longest whole word, or a lone prefix.
+    """The word the candidate search looks up: a phrase's longest whole word, or a lone
+    prefix.
 
     Any whole word of a phrase would do (each must occur); the longest is, as a rule, the
     rarest: "in short supply" is looked for as "supply", "on the NYSE" as "nyse", where the
@@ -345,42 +375,51 @@ def _gate_pattern(word_keys: Iterable[tuple[Any, ...]]) -> str | None:
 
 
 class _TokenIndex:
-    """The alternative stage 1: set intersection on the field's folded tokens."""
+    """The candidate search by token sets: the keys whose whole words are all tokens of a
+    text (and the lone prefixes that start one)."""
 
     def __init__(self, word_keys: list[tuple[Any, ...]]) -> None:
-        self.by_pivot: dict[str, list[tuple[Any, ...]]] = {}
+        # pivot -> the keys that are that word alone, found with it (also a phrase whose
+        # only whole word it is, before a final prefix)
+        self.words: dict[str, list[tuple[Any, ...]]] = {}
+        # pivot -> the phrases looked for by it, with their whole words
+        self.phrases: dict[str, list[tuple[tuple[Any, ...], tuple[str, ...]]]] = {}
         self.by_prefix: dict[int, dict[str, list[tuple[Any, ...]]]] = {}
         for key in word_keys:
-            words, prefix = key[1], key[2]
-            if prefix and len(words) == 1:
-                self.by_prefix.setdefault(len(words[0]), {}).setdefault(words[0], []).append(key)
+            words = key[1]
+            if key[2]:  # a prefix
+                if len(words) == 1:
+                    head = words[0]
+                    self.by_prefix.setdefault(len(head), {}).setdefault(head, []).append(key)
+                    continue
+                words = words[:-1]  # the whole words
+            if len(words) == 1:
+                self.words.setdefault(words[0], []).append(key)
             else:
-                self.by_pivot.setdefault(_pivot(key), []).append(key)
-        self._prefix_re: Any = None  # compiled on first use: most rule sets never need it
+                self.phrases.setdefault(_pivot(key), []).append((key, words))
+        # No word to look for has a character beyond ASCII (most rule sets).
+        self.ascii = "".join(self.words).isascii() and all(
+            "".join(whole).isascii() for keys in self.phrases.values() for _, whole in keys
+        )
+        self._prefix_findall: Any = None  # compiled on first use: most rule sets never need it
 
-    def keys_for(self, word: str) -> list[tuple[Any, ...]]:
-        """Keys whose pivot word is `word`, or is a prefix key that `word` starts with."""
-        keys = list(self.by_pivot.get(word, ()))
-        for length, table in self.by_prefix.items():
-            if length <= len(word):
-                keys.extend(table.get(word[:length], ()))
-        return keys
-
-    def candidates(self, folded: str) -> set[tuple[Any, ...]]:
-        tokens = set(normalize.words_of(folded))
+    def candidates(self, folded: str, tokens: set[str]) -> set[tuple[Any, ...]]:
+        """The keys that may occur in `folded`, whose tokens are (a superset of) `tokens`."""
         found: set[tuple[Any, ...]] = set()
-        for word in tokens & self.by_pivot.keys():
-            for key in self.by_pivot[word]:
-                if tokens.issuperset(_whole_words(key)):
-                    found.add(key)
+        words, phrases = self.words, self.phrases
+        for word in words.keys() & tokens:  # (iterates the tokens, the smaller side)
+            found.update(words[word])
+        for word in phrases.keys() & tokens:
+            found.update(key for key, whole in phrases[word] if tokens.issuperset(whole))
         if self.by_prefix:
-            if self._prefix_re is None:
-                self._prefix_re = _prefix_regex({p for t in self.by_prefix.values() for p in t})
+            if self._prefix_findall is None:
+                prefixes = {p for t in self.by_prefix.values() for p in t}
+                self._prefix_findall = _raw_findall(_prefix_regex(prefixes))
             # RE2 finds the longest prefix at each word start; shorter ones are its prefixes
-            for groups in self._prefix_re.findall(folded):
-                for head in groups if isinstance(groups, tuple) else (groups,):
-                    for length in range(1, len(head) + 1):
-                        found.update(self.by_prefix.get(length, {}).get(head[:length], ()))
+            for head in self._prefix_findall(folded.encode()):
+                head = head.decode()
+                for length in range(1, len(head) + 1):
+                    found.update(self.by_prefix.get(length, {}).get(head[:length], ()))
         return found
 
 
@@ -424,7 +463,8 @@ class _FieldTokens:
                     pass
         return found
 
-    def span(self, first: int, last: int) -> tuple[int, int]:
+    def spans(self, last: int) -> tuple[list[int], list[int]]:
+        """The start and end offsets in `text` of the tokens, up to token `last` at least."""
         spans = self._spans
         if spans is None:
             self._in_place = normalize.fold_with_map(self.text)[1] is None
@@ -436,8 +476,8 @@ class _FieldTokens:
         starts, ends = spans
         if last >= len(starts) and self._in_place:
             # Folding kept every offset: find the tokens up to `last`, all most hits need.
-            normalize.extend_spans(self.folded, self.words[: last + 1], starts, ends)
-        return starts[first], ends[last]
+            normalize.extend_spans(self.folded, self.words, starts, ends, last + 1)
+        return spans
 
 
 class _Doc:
@@ -472,14 +512,27 @@ class _Doc:
             toks = self.tokens[name] = _FieldTokens(text, folded or normalize.fold(text))
         return toks
 
-    def hit(self, term: Term, name: str, occ: _Occ) -> Hit:
-        if occ[0] < 0:  # a regex hit carries its own span
-            return Hit(term.text, name, occ[2], occ[3])
-        start, end = self.field_tokens(name).span(occ[0], occ[1])
-        return Hit(term.text, name, start, end)
+    def evidence(self, hits: list[_RawHit]) -> tuple[Hit, ...]:
+        """The distinct hits with their offsets, in field order, then by position (ties in
+        the order found)."""
+        last: dict[str, int] = {}  # per field, the last token a hit ends with
+        for _, name, occ in hits:
+            if occ[1] > last.get(name, -1):
+                last[name] = occ[1]
+        spans = {name: self.field_tokens(name).spans(i) for name, i in last.items()}
+        found: dict[tuple[str, str, int, int], None] = {}
+        for term, name, occ in hits:
+            if occ[0] < 0:  # a regex hit carries its own span
+                found[(term.text, name, occ[2], occ[3])] = None
+            else:
+                starts, ends = spans[name]
+                found[(term.text, name, starts[occ[0]], ends[occ[1]])] = None
+        order = _FIELD_ORDER
+        ranked = sorted(found, key=lambda h: (order.get(h[1], 99), h[2], h[3]))
+        return tuple(Hit(*h) for h in ranked)
 
-    def occurrences(self, term: Term, name: str) -> list[_Occ]:
-        key = self.keys.get(id(term)) or _lex_key(term)
+    def occurrences(self, term: Term, name: str, key: tuple[Any, ...]) -> list[_Occ]:
+        """Where the term of lexical key `key` occurs in field `name`."""
         if key not in self.candidates:
             return []
         found = self.occ.get((key, name))
@@ -546,13 +599,15 @@ def _evaluate(node: Node, doc: _Doc) -> tuple[bool, list[_RawHit]]:
     if cls is Term:
         # Most terms of a big alias are absent: answer those before any per-field work.
         key = doc.keys.get(id(node))
-        if (key if key is not None else _lex_key(node)) not in doc.candidates:  # type: ignore[arg-type]
+        if key is None:
+            key = _lex_key(node)  # type: ignore[arg-type]
+        if key not in doc.candidates:
             return False, []
         hits = [
             (node, name, occ)
             for name in _fields(node)  # type: ignore[arg-type]
             if name in doc.texts
-            for occ in doc.occurrences(node, name)  # type: ignore[arg-type]
+            for occ in doc.occurrences(node, name, key)  # type: ignore[arg-type]
         ]
         return bool(hits), hits  # type: ignore[return-value]
     if cls is Or:
@@ -609,10 +664,10 @@ def _evaluate_near(node: Near, doc: _Doc) -> tuple[bool, list[_RawHit]]:
     for name, left, left_keys, right, right_keys in plan:
         if name not in doc.texts or left_keys.isdisjoint(cands) or right_keys.isdisjoint(cands):
             continue
-        lefts = [(t, o) for t, k in left if k in cands for o in doc.occurrences(t, name)]
+        lefts = [(t, o) for t, k in left if k in cands for o in doc.occurrences(t, name, k)]
         if not lefts:
             continue
-        rights = [(t, o) for t, k in right if k in cands for o in doc.occurrences(t, name)]
+        rights = [(t, o) for t, k in right if k in cands for o in doc.occurrences(t, name, k)]
         if not rights:
             continue
         for lt, lo in lefts:
@@ -625,11 +680,6 @@ def _evaluate_near(node: Near, doc: _Doc) -> tuple[bool, list[_RawHit]]:
                     hits[(lt, name, lo)] = None
                     hits[(rt, name, ro)] = None
     return bool(hits), list(hits)
-
-
-def _sorted_hits(hits: list[Hit]) -> tuple[Hit, ...]:
-    unique = dict.fromkeys(hits)
-    return tuple(sorted(unique, key=lambda h: (_FIELD_ORDER.get(h.field, 99), h.start, h.end)))
 
 
 class RuleSet:
@@ -668,6 +718,7 @@ class RuleSet:
                 target.setdefault(name, {})[key] = None
         self._word_fields = [n for n in FIELDS if n in word_keys]
         self._regex_fields = [n for n in FIELDS if n in regex_keys]
+        self._fields = [n for n in FIELDS if n in word_keys or n in regex_keys]
         self._sets = {
             n: _FieldSet(
                 list(word_keys.get(n, ())), list(regex_keys.get(n, ())), prefilter == "re2-set"
@@ -675,37 +726,35 @@ class RuleSet:
             for n in FIELDS
             if n in word_keys or n in regex_keys
         }
-        all_word_keys = {k: None for keys in word_keys.values() for k in keys}
+        self._all_word_keys = {k: None for ks in word_keys.values() for k in ks}
         self._field_word_keys = word_keys
         self._token_indexes: dict[str, _TokenIndex] = {}  # built on first use: rarely needed
-        self._by_pivot = _TokenIndex(list(all_word_keys))  # gate words -> candidate keys
-        # A phrase's whole words: stage 1 saw only its pivot.
-        self._rest_words = {
-            key: whole for key in all_word_keys if len(whole := _whole_words(key)) > 1
-        }
-        self._rest_keys = frozenset(self._rest_words)  # `&` iterates the smaller set
-        gate = _gate_pattern(all_word_keys)
-        options = _re2_options()
-        # The gate's boundaries are zero-width, so a match IS the word found: without
-        # captures RE2 locates it with its DFAs alone.
-        self._gate = (
-            re2.compile(gate.replace("(", "(?:").encode(), options) if gate is not None else None
-        )
-        # Per rule, the clauses it needs (None: an always-rule); and the anchor words: one
-        # clause per rule, every word key of the always-rules (their NOT terms matter too).
-        self._needs: list[list[frozenset[tuple[Any, ...]]] | None] = []
+        self._joined_index: _TokenIndex | None = None  # see _all_tokens
+        self._gate_search: Any = None  # see _shares_a_word
+        # Per rule, the conjunctions one of which must hold (`_conjuncts`), each watched
+        # through one clause, its anchor: `_conjunct_trigger` maps each key of an anchor to
+        # the conjunctions it watches for, as their rule and other clauses.
+        # The anchor words: those of every anchor, and every word key of the rules that
+        # can hold with no positive term (their NOT terms matter too).
+        conjunct_trigger: dict[tuple[Any, ...], list[tuple[int, _Conjunct]]] = {}
+        self._unconditional: list[int] = []  # evaluated whenever a candidate occurs
         anchor_keys: dict[tuple[Any, ...], None] = {}
         self._anchored = True  # False: some rule has no word anchor; skip the anchor test
-        for rule, ts in zip(rules, rule_terms, strict=True):
-            needed = None if rule.always else _clauses(rule.node, keys)
-            self._needs.append(needed)
-            if not needed:
+        for index, (rule, ts) in enumerate(zip(rules, rule_terms, strict=True)):
+            forms = [()] if rule.always else _conjuncts(rule.node, keys)
+            if () in forms:
+                self._unconditional.append(index)
                 anchor_keys.update((keys[id(t)], None) for t in ts if t.regex is None)
                 continue
-            anchor = _anchor(needed)
-            if any(k[0] == "re" for k in anchor):
-                self._anchored = False
-            anchor_keys.update((k, None) for k in anchor if k[0] == "w")
+            for conjunct in forms:
+                anchor = _anchor(conjunct)
+                if any(k[0] == "re" for k in anchor):
+                    self._anchored = False
+                anchor_keys.update((k, None) for k in anchor if k[0] == "w")
+                watched = (index, tuple(c for c in conjunct if c is not anchor))
+                for key in anchor:
+                    conjunct_trigger.setdefault(key, []).append(watched)
+        self._conjunct_trigger = conjunct_trigger
         firsts = sorted({_pivot(k) for k in anchor_keys})
         self._anchor_words: tuple[str, ...] | None = None
         self._anchor_search: Any = None
@@ -730,17 +779,16 @@ class RuleSet:
             branches = [words_re.replace("(", "(?:")] if words_re else []
             branches += [_phrase_pattern(k) for k in sorted(phrases)]
             pattern = "|".join([*branches, _WORDISH_NON_ASCII_RE2])
-            anchor_re = re2.compile(pattern.encode(), options)
+            anchor_re = re2.compile(pattern.encode(), _re2_options())
             self._anchor_search = _raw_search(anchor_re)
             self._anchor_first = _raw_first(anchor_re)
-        self._gate_search = _raw_search(self._gate) if self._gate is not None else None
-        self._gate_findall = _raw_findall(self._gate) if self._gate is not None else None
-        # lexical key -> the rules in which a term with that key is positive
-        trigger: dict[tuple[Any, ...], set[int]] = {}
-        for index, positive in enumerate(rule_positives):
-            for term in positive:
-                trigger.setdefault(keys[id(term)], set()).add(index)
-        self._trigger = trigger
+        # lexical key -> the rules in which a term with that key is positive (what the
+        # reference evaluates)
+        self._trigger: dict[tuple[Any, ...], set[int]] = {}
+        if prefilter == "none":
+            for index, positive in enumerate(rule_positives):
+                for term in positive:
+                    self._trigger.setdefault(keys[id(term)], set()).add(index)
         self._always = [i for i, r in enumerate(rules) if r.always]
         # With no candidate at all, only the always-rules can hold, and without hits.
         nothing = _Doc({}, set(), self._regexes, None, self._keys, self._plans)
@@ -774,6 +822,13 @@ class RuleSet:
             compiled.append(CompiledRule(item, name, source, node, can_match_empty(node)))
         return cls(compiled, prefilter=prefilter)
 
+    def _all_tokens(self) -> _TokenIndex:
+        """The token index of every word key, for the word fields joined (built on first
+        use, like the per-field ones: a rule set may never see a document with a word)."""
+        if self._joined_index is None:
+            self._joined_index = _TokenIndex(list(self._all_word_keys))
+        return self._joined_index
+
     def _token_index(self, name: str) -> _TokenIndex:
         index = self._token_indexes.get(name)
         if index is None:
@@ -788,7 +843,7 @@ class RuleSet:
         folded fields. `anchor_hit`: the anchor test's answer when the caller has it."""
         found: set[tuple[Any, ...]] = set()
         anchors_tested = False
-        if self.prefilter == "gate" and self._anchored and self._gate is not None:
+        if self.prefilter == "gate" and self._anchored and self._word_fields:
             # The anchor test, before any folding (see the module docstring).
             raw = "\n".join([texts[n] for n in self._word_fields if n in texts])
             words = self._anchor_words
@@ -812,7 +867,7 @@ class RuleSet:
         checked = [(n, normalize.fold_checked(texts[n])) for n in self._word_fields if n in texts]
         folded = [(n, f) for n, (f, _) in checked]
         if self.prefilter == "gate":
-            if folded and self._gate is not None:
+            if folded:
                 joined = "\n".join(f for _, f in folded)
                 words = self._anchor_words
                 if (
@@ -824,24 +879,23 @@ class RuleSet:
                     self._regex_candidates(texts, found)  # as above
                     if not found:
                         return found, folded
-                # UTF-8 bytes skip the wrapper's str offset bookkeeping; the pattern's ASCII
-                # classes mean the same on bytes (a non-ASCII byte is never a word byte).
-                data = joined.encode().replace(b"_", b" ")
-                if all(ascii_only for _, (_, ascii_only) in checked):
-                    # When every word is ASCII, the word found at a position is the whole
-                    # token there (or a prefix of it), so the words found name every candidate.
-                    keys_for = self._by_pivot.keys_for
-                    for word in self._gate_findall(data):  # type: ignore[misc]
-                        found.update(keys_for(word.decode()))
-                elif not self._gate_search(data):  # type: ignore[misc]
-                    pass  # no rule shares a word with this document
-                else:
-                    # Elsewhere an ASCII \b may cut a word ("caf|é"): take the exact tokens.
+                index = self._all_tokens()
+                if index.ascii or all(ascii_only for _, (_, ascii_only) in checked):
+                    # The words looked for or those of the document are ASCII: the ASCII runs
+                    # of the fields joined hold every token that can be one of them.
+                    found.update(index.candidates(joined, set(normalize.ascii_words_of(joined))))
+                elif self._shares_a_word(joined.encode().replace(b"_", b" ")):
+                    # Some rule may share a word with the document (UTF-8 bytes skip the
+                    # wrapper's str offset bookkeeping; the pattern's ASCII classes mean the
+                    # same on bytes). An ASCII \b may cut a word ("caf|é"), so no word the
+                    # gate finds is sure: take each field's tokens.
                     for name, text in folded:
-                        found.update(self._token_index(name).candidates(text))
+                        words = set(normalize.words_of(text))
+                        found.update(self._token_index(name).candidates(text, words))
         elif self.prefilter == "tokens":
             for name, text in folded:
-                found.update(self._token_index(name).candidates(text))
+                words = set(normalize.words_of(text))
+                found.update(self._token_index(name).candidates(text, words))
         elif self.prefilter == "re2-set":
             for name, text in folded:
                 fs = self._sets[name]
@@ -851,6 +905,20 @@ class RuleSet:
                 found.update(self._sets[name].word_keys)
         self._regex_candidates(texts, found)
         return found, folded
+
+    def _shares_a_word(self, data: bytes) -> bool:
+        """Whether the gate (`_gate_pattern` of every word key) occurs in `data`, the folded
+        fields joined as UTF-8 with `_` turned into a space (a superset of a word key
+        occurring). Compiled on first use: only documents with words beyond ASCII ask, and
+        only when some rule looks for such words."""
+        if self._gate_search is None:
+            import re2
+
+            gate = _gate_pattern(self._all_word_keys) or "$^"
+            # Zero-width boundaries, so without captures RE2 answers with its DFA alone.
+            pattern = re2.compile(gate.replace("(", "(?:").encode(), _re2_options())
+            self._gate_search = _raw_search(pattern)
+        return bool(self._gate_search(data))
 
     def _regex_candidates(self, texts: dict[str, str], found: set[tuple[Any, ...]]) -> None:
         """Add the keys of the regex terms that occur in `texts` to `found`."""
@@ -865,7 +933,7 @@ class RuleSet:
         `doc` maps field names (`models.FIELDS`) to plain text; missing fields are empty.
         Hit offsets index into those strings.
         """
-        return self._match_texts(_texts(doc))
+        return self._match_texts(_texts(doc, self._fields))
 
     def match_many(self, docs: Iterable[Mapping[str, str]]) -> list[list[RuleMatch]]:
         """`[self.match(doc) for doc in docs]`, with one anchor search over the batch.
@@ -873,13 +941,14 @@ class RuleSet:
         Most news shares no word with any rule. One search of the documents joined (a
         newline separates them, and no anchor word spans one) finds those that contain an
         anchor word -- one RE2 scan for many anchors, `str.find` of each for a few -- so
-        each of the others costs a join instead of a Python round of the anchor test. Used
-        by ingest and re-matching.
+        each of the others costs a join instead of a Python round of the anchor test. Of
+        the rest, those whose words are ASCII are not even folded: that is `lower()`.
+        Used by ingest and re-matching.
         """
-        batch = [_texts(doc) for doc in docs]
-        if self.prefilter != "gate" or not self._anchored or self._gate is None or len(batch) < 2:
-            return [self._match_texts(texts) for texts in batch]
+        batch = [_texts(doc, self._fields) for doc in docs]
         fields = self._word_fields
+        if self.prefilter != "gate" or not self._anchored or not fields or len(batch) < 2:
+            return [self._match_texts(texts) for texts in batch]
         raws = ["\n".join([t[n] for n in fields if n in t]) for t in batch]
         hits: list[bool | None]
         if self._anchor_words is not None:
@@ -891,12 +960,22 @@ class RuleSet:
                 return [self.match(texts) for texts in batch]
         # Without an anchor word (and no regex term to look for), only the always-rules hold.
         skip = not self._regex_fields
-        return [
-            list(self._when_nothing)
-            if skip and raw and hit is False
-            else self._match_texts(texts, hit if raw else None)
-            for texts, raw, hit in zip(batch, raws, hits, strict=True)
-        ]
+        index = self._all_tokens()
+        out: list[list[RuleMatch]] = []
+        for texts, raw, hit in zip(batch, raws, hits, strict=True):
+            if not raw:
+                out.append(self._match_texts(texts))
+            elif hit is False and skip:
+                out.append(list(self._when_nothing))
+            elif hit and normalize.ascii_words_only(raw):
+                lowered = raw.lower()  # the fold of such text
+                found = index.candidates(lowered, set(normalize.ascii_words_of(lowered)))
+                if not skip:
+                    self._regex_candidates(texts, found)
+                out.append(self._match_candidates(texts, found, {}))
+            else:
+                out.append(self._match_texts(texts, hit))
+        return out
 
     def _anchor_hits_by_re2(self, raws: list[str]) -> list[bool | None]:
         """Per document, whether the anchor pattern occurs (see __init__), in one scan."""
@@ -916,6 +995,21 @@ class RuleSet:
         flags = _flag_documents(joined, [len(k) for k in kept], finders)
         return [flag if plain else None for flag, plain in zip(flags, ascii_docs, strict=True)]
 
+    def _possible(self, candidates: set[tuple[Any, ...]]) -> set[int]:
+        """The rules that can hold when only the `candidates` keys may occur: those with a
+        conjunction every clause of which has a candidate, and the unconditional ones."""
+        todo = set(self._unconditional)
+        watching = self._conjunct_trigger
+        for key in watching.keys() & candidates:
+            for index, rest in watching[key]:
+                if index not in todo:
+                    for clause in rest:
+                        if clause.isdisjoint(candidates):
+                            break
+                    else:
+                        todo.add(index)
+        return todo
+
     def _match_texts(
         self, texts: dict[str, str], anchor_hit: bool | None = None
     ) -> list[RuleMatch]:
@@ -925,40 +1019,30 @@ class RuleSet:
             # lone surrogates cannot be encoded for RE2; U+FFFD keeps every offset
             texts = {n: _SURROGATE.sub("\ufffd", v) for n, v in texts.items()}
             candidates, folded = self._candidates(texts)
+        return self._match_candidates(texts, candidates, dict(folded))
+
+    def _match_candidates(
+        self, texts: dict[str, str], candidates: set[tuple[Any, ...]], folded: dict[str, str]
+    ) -> list[RuleMatch]:
+        """Evaluate the rules that the candidate keys make possible. `folded`: the fields
+        folded so far; the others are folded if evaluation needs them."""
         if not candidates:
             return list(self._when_nothing)
-        field_tokens: dict[str, _FieldTokens] = {}
-        phrases = candidates & self._rest_keys if self.prefilter != "none" and folded else ()
-        if phrases:
-            # Stage 1 saw one word of each phrase: keep a phrase only if all its whole
-            # words are tokens of the document.
-            field_tokens = {name: _FieldTokens(texts[name], text) for name, text in folded}
-            present = set().union(*(t.words for t in field_tokens.values()))
-            rest = self._rest_words
-            candidates = candidates.difference(
-                [k for k in phrases if not present.issuperset(rest[k])]
-            )
-            if not candidates:
-                return list(self._when_nothing)
-        todo = set(self._always)
-        for key in candidates:
-            todo.update(self._trigger.get(key, ()))
-        if self.prefilter != "none":  # the reference evaluates every triggered rule
-            needs = self._needs
-            todo = {
-                i
-                for i in todo
-                if (needed := needs[i]) is None or all(not c.isdisjoint(candidates) for c in needed)
-            }
-        state = _Doc(texts, candidates, self._regexes, dict(folded), self._keys, self._plans)
-        state.tokens.update(field_tokens)
+        if self.prefilter == "none":  # the reference evaluates every triggered rule
+            todo = set(self._always)
+            for key in candidates:
+                todo.update(self._trigger.get(key, ()))
+        else:
+            todo = self._possible(candidates)
+            if not todo:
+                return []
+        state = _Doc(texts, candidates, self._regexes, folded, self._keys, self._plans)
         out: list[RuleMatch] = []
         for index in sorted(todo):
             rule = self.rules[index]
             truth, hits = _evaluate(rule.node, state)
             if truth:
-                resolved = [state.hit(term, name, occ) for term, name, occ in hits]
-                out.append(RuleMatch(rule.item, rule.rule, _sorted_hits(resolved)))
+                out.append(RuleMatch(rule.item, rule.rule, state.evidence(hits)))
         return out
 
 
@@ -983,9 +1067,9 @@ def _flag_documents(joined: Any, lengths: list[int], finders: list[Any]) -> list
     return hits
 
 
-def _texts(doc: Mapping[str, str]) -> dict[str, str]:
-    """The non-empty text fields of `doc` that rules can search."""
-    return {n: v for n, v in doc.items() if n in _FIELD_ORDER and isinstance(v, str) and v}
+def _texts(doc: Mapping[str, str], fields: Iterable[str]) -> dict[str, str]:
+    """The non-empty text fields of `doc` among `fields`, those the rules search."""
+    return {n: v for n in fields if isinstance(v := doc.get(n), str) and v}
 
 
 def document(entry: Entry, feed_id: str, feed_title: str | None = None) -> dict[str, str]:

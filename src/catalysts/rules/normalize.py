@@ -23,6 +23,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 
 from catalysts.rules._marks import MARKS, MARKS_BMP
 
@@ -59,6 +60,12 @@ _JAMO_TAIL = "\u1161-\u11c2"
 # jamo tails attached to it: a piece NFKC never composes with its neighbours.
 _CHUNK = re.compile(f"(?s).[{MARKS}{_JAMO_TAIL}]*")
 _CHUNK_BMP = re.compile(f"(?s).[{MARKS_BMP}{_JAMO_TAIL}]*")  # 5x faster, see _marks
+# The characters that can start a chunk (not a mark, not a jamo tail) whose NFKD starts with
+# a mark or a jamo that composes with the character before: Hangul compatibility and
+# halfwidth jamo, halfwidth (semi-)voiced sound marks (a superset, checked by a test).
+# Text without them is normalised whole, in C: no chunk can then compose with, or reorder
+# into, the one before, so that is the chunks' NFKC joined, without a call per chunk.
+_JOINS_PREVIOUS = re.compile("[\u3131-\u318e\uff9e-\uffdc]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,8 @@ def fold_checked(text: str) -> tuple[str, bool]:
 def _fold_general(text: str) -> str:
     if unicodedata.is_normalized("NFKC", text):
         return text.casefold()
+    if _JOINS_PREVIOUS.search(text) is None:
+        return _fold_chunk(text)
     return "".join(_fold_chunk(chunk) for _, _, chunk in _chunks(text))
 
 
@@ -131,10 +140,16 @@ def _split_folded(folded: str) -> list[tuple[str, int, int]]:
 def words_of(folded: str) -> list[str]:
     """Just the tokens of an already folded string (the cheap form, for candidate search)."""
     if ascii_words_only(folded):
-        # The `_ASCII_TOKEN` runs, split in C: every other byte (non-ASCII ones being parts
-        # of punctuation here) becomes a space. A few times faster than `findall`.
-        return folded.encode().translate(_ASCII_SEPARATORS).decode("ascii").split()
+        return ascii_words_of(folded)  # (non-ASCII characters are parts of punctuation here)
     return _token_pattern(folded).findall(folded)
+
+
+def ascii_words_of(folded: str) -> list[str]:
+    """The `_ASCII_TOKEN` runs of a folded string: its tokens if `ascii_words_only`, else
+    every ASCII token and pieces of the others ("caf" of "café"), which is enough to look
+    for ASCII words."""
+    # Split in C, every other byte becoming a space: a few times faster than `findall`.
+    return folded.encode().translate(_ASCII_SEPARATORS).decode("ascii").split()
 
 
 def ascii_words_only(folded: str) -> bool:
@@ -163,16 +178,18 @@ def tokenize(text: str) -> Tokens:
     return Tokens(words, tuple(starts[p[1]] for p in parts), tuple(ends[p[2] - 1] for p in parts))
 
 
-def extend_spans(folded: str, words: list[str], starts: list[int], ends: list[int]) -> None:
-    """Append to `starts`/`ends` the spans of `words[len(starts):]`, where `words` are the
-    tokens of `folded` and the lists hold the spans of the tokens before them.
+def extend_spans(
+    folded: str, words: list[str], starts: list[int], ends: list[int], stop: int | None = None
+) -> None:
+    """Append to `starts`/`ends` the spans of `words[len(starts):stop]`, where `words` are
+    the tokens of `folded` and the lists hold the spans of the tokens before them.
 
     Exact because only non-word characters lie between two tokens, so the first occurrence
     of a token's text after the previous token's end is the token itself; several times
     faster than a match object per token, and callers can stop at the token they need.
     """
     find, pos = folded.find, ends[-1] if ends else 0
-    for word in words[len(starts) :]:
+    for word in islice(words, len(starts), stop):
         pos = find(word, pos)
         starts.append(pos)
         pos += len(word)
