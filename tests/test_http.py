@@ -989,8 +989,10 @@ def test_default_limits_keep_sixteen_in_flight_across_hosts() -> None:
     gauge = Gauge()
     with ExitStack() as stack:
         servers = [stack.enter_context(FaultServer(f"127.0.0.{i}", gauge)) for i in range(1, 9)]
-        urls = [s.route("/wait", body=RSS, delay=0.3) for s in servers]
-        requests = [Request(str(i), urls[i % 8] + f"?n={i}") for i in range(40)]
+        # Long enough for all 16 to overlap on a loaded machine (with 0.3 s the test failed
+        # once while the machine ran four test suites and benchmarks at once).
+        urls = [s.route("/wait", body=RSS, delay=1.0) for s in servers]
+        requests = [Request(str(i), urls[i % 8] + f"?n={i}") for i in range(32)]
 
         responses = fetch_all(requests, user_agent=UA, options=HttpOptions(host_gap=0.0))
 
