@@ -73,6 +73,13 @@ def fault_server() -> Iterator[FaultServer]:
         yield server
 
 
+def clear_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variable of the machine running the tests, in either case, leaks in."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
 def fetch_one(url: str, options: HttpOptions = FAST, **request: str) -> Response:
     [response] = fetch_all([Request("f", url, **request)], user_agent=UA, options=options)
     return response
@@ -177,9 +184,7 @@ def test_a_cookie_never_goes_to_another_host_whatever_its_domain() -> None:
 
 
 def _clear_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clear_proxy_env(monkeypatch)
 
 
 def test_a_non_ascii_host_is_sent_as_idna_2008(
@@ -238,9 +243,7 @@ def test_a_host_name_idna_2008_refuses_is_an_error(
 def test_proxies_come_from_the_environment(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch, no_proxy: str
 ) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clear_proxy_env(monkeypatch)
     monkeypatch.setenv("http_proxy", fault_server.base_url)
     monkeypatch.setenv("no_proxy", no_proxy)
 
@@ -260,9 +263,7 @@ def test_proxies_come_from_the_environment(
 def test_proxy_credentials_go_to_the_proxy(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clear_proxy_env(monkeypatch)
     monkeypatch.setenv("http_proxy", fault_server.base_url.replace("://", "://me:p%40ss@", 1))
 
     response = fetch_one("http://feeds.example/feed")
@@ -277,9 +278,7 @@ def test_proxy_credentials_go_to_the_proxy(
 def test_https_through_a_proxy_asks_it_for_a_tunnel(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+    clear_proxy_env(monkeypatch)
     monkeypatch.setenv("https_proxy", fault_server.base_url)
 
     # The test server answers CONNECT, like any method it lacks, with 501.
