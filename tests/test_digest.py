@@ -139,6 +139,9 @@ def test_github_links_go_through_the_redirect_host() -> None:
 
 def test_international_hosts_become_punycode() -> None:
     assert safe_link("https://bücher.example/x") == "https://xn--bcher-kva.example/x"
+    # IDNA 2008, as the fetch resolves it: the stdlib codec (IDNA 2003) made this fass.de.
+    assert safe_link("https://faß.de/x") == "https://xn--fa-hia.de/x"
+    assert safe_link("https://☃.net/x") is None  # IDNA 2008 refuses symbols
 
 
 def test_ordinary_urls_pass_unchanged() -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from catalysts.hosts import ascii_host
 from catalysts.models import (
     Evidence,
     FeedHealth,
@@ -152,12 +153,7 @@ def safe_link(url: str | None) -> str | None:
         return None
     if parts.username is not None or parts.password is not None:
         return None
-    host = parts.hostname.lower()
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
+    host = ascii_host(parts.hostname)  # IDNA 2008, as the fetch resolved it
     # Whatever urlsplit accepted as a host, only a plain DNS name goes into the Markdown.
     if not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?", host):
         return None

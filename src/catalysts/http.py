@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import http
 import math
 import os
@@ -43,6 +42,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
+
+from catalysts.hosts import ascii_host
 
 if TYPE_CHECKING:
     import http.cookiejar
@@ -497,7 +498,7 @@ class _Fetcher:
 
         parts = urlsplit(url)
         https = parts.scheme.lower() == "https"
-        host = _ascii_host(parts.hostname or "")
+        host = ascii_host(parts.hostname or "")
         if not host.isascii():
             raise _Failure(f"invalid host name {_shorten(host)}")
         default_port = 443 if https else 80
@@ -1137,32 +1138,9 @@ def _host(url: str) -> str:
     """The key of the per-host limits, idle connections and cookies: the host name as sent,
     lower case ASCII ("" when there is none)."""
     try:
-        return _ascii_host(urlsplit(url).hostname or "")
+        return ascii_host(urlsplit(url).hostname or "")
     except ValueError:
         return ""
-
-
-def _ascii_host(host: str) -> str:
-    """The host name as DNS, TLS and the Host header take it: lower case, and a non-ASCII name
-    in IDNA 2008 with UTS #46 mapping as browsers and httpx send it (Python's "idna" codec is
-    IDNA 2003, which maps faß.de to fass.de, another domain). A name IDNA refuses comes back
-    unchanged, non-ASCII, for the caller to refuse."""
-    host = host.lower()
-    return host if host.isascii() else _idna(host)
-
-
-@functools.lru_cache(maxsize=256)
-def _idna(host: str) -> str:
-    import idna
-
-    # No DNS name is longer; crafted long ones make idna.encode slow (CVE-2024-3651 and, with
-    # idna < 3.15, CVE-2026-45409), and a redirect's host name is the server's to choose.
-    if len(host) > 253:
-        return host
-    try:
-        return idna.encode(host, uts46=True).decode("ascii")
-    except UnicodeError:  # idna.IDNAError and its kinds
-        return host
 
 
 def _url_problem(url: str) -> str | None:
