@@ -206,7 +206,7 @@ def test_status_table_in_a_pipe_is_plain_and_grouped_by_thesis(setup, capsys) ->
     ipo = next(line for line in lines if line.startswith("openai-ipo"))
     assert "building" in ipo and "catalyst" in ipo
     assert re.search(r"\d\.\d/2\.0", ipo)
-    assert any(c in ipo for c in "▁▂▃▄▅▆▇█")
+    assert "12h filings OpenAI" in ipo  # a pipe is 80 columns: the headline keeps its place
     assert "feeds: 2 ok, 0 failing, 0 never" in out
     assert "last fetch" in out
 
@@ -458,6 +458,28 @@ def test_show_highlights_matched_words_on_a_terminal(setup, capsys, monkeypatch)
     assert no_color.returncode == 0, no_color.stderr
     colours = re.findall(r"\x1b\[([0-9;]*)m", no_color.stdout)
     assert not [c for c in colours if re.search(r"(^|;)(3[0-8]|9[0-7])(;|$)", c)]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_status_table_keeps_the_evidence_headline_on_a_narrow_terminal(setup, columns: int) -> None:
+    wl, db = setup
+    proc = subprocess.run(
+        [sys.executable, "-m", "catalysts", "status", "--offline", "-w", str(wl), "--db", str(db)],
+        capture_output=True,
+        text=True,
+        env={"NO_COLOR": "1", "COLUMNS": str(columns), "PATH": ""},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    header = lines[0]
+    assert "last evidence" in header and "due" in header
+    row = next(line for line in lines if line.startswith("openai-ipo"))
+    assert "12h filings OpenAI" in row  # when, which feed, which headline
+    # The trend and source count give way below 100 columns (`show` has both).
+    assert ("trend 14d" in header) is (columns >= 100)
+    assert any(c in row for c in "▁▂▃▄▅▆▇█") is (columns >= 100)
 
 
 def test_show_unknown_item_lists_close_matches(setup, capsys) -> None:

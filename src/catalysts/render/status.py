@@ -23,6 +23,7 @@ from catalysts.render.match import highlighted
 SPARKS = "▁▂▃▄▅▆▇█"
 HISTORY_SHOWN = 20  # `show` lists the latest status changes; --json has every one
 EVIDENCE_SHOWN = 30  # `show` lists the newest evidence; --json has all of it
+NARROW = 100  # columns below which `status` drops its trend and source-count columns
 _BADGE = {
     "quiet": "○ quiet",
     "building": "◐ building",
@@ -117,12 +118,16 @@ def status_table(
     console = console or stdout()
     table = Table(box=None, pad_edge=False, show_edge=False, expand=False)
     # Only the evidence column gives way on a narrow terminal: the facts keep their width.
+    # Below NARROW columns the trend and source count go too (`show ID` has both), so that
+    # an 80-column terminal still shows which headline a status rests on.
+    wide = console.width >= NARROW
     table.add_column("item", no_wrap=True, max_width=28, overflow="ellipsis")
     table.add_column("kind", no_wrap=True, min_width=8)
     table.add_column("status", no_wrap=True, min_width=15)
     table.add_column("score", justify="right", no_wrap=True, min_width=7)
-    table.add_column("trend 14d", no_wrap=True, min_width=14)
-    table.add_column("src", justify="right", no_wrap=True, min_width=3)
+    if wide:
+        table.add_column("trend 14d", no_wrap=True, min_width=14)
+        table.add_column("src", justify="right", no_wrap=True, min_width=3)
     # Wrappable for Rich's width sharing, while the cell Text itself truncates to one line.
     table.add_column("last evidence", overflow="ellipsis", min_width=16)
     table.add_column("due", no_wrap=True, justify="right", min_width=8)
@@ -137,19 +142,23 @@ def status_table(
             title = thesis_titles.get(item.thesis) or ""
             table.add_row(
                 safe.text(item.thesis, style="bold"),
-                *(Text() for _ in range(5)),
+                *(Text() for _ in range(5 if wide else 3)),
                 Text(safe.clean(title), style="bold", no_wrap=True, overflow="ellipsis"),
                 Text(),
             )
         # Text cells, not str: Rich would run each str through its markup and emoji
         # parsers, which is a tenth of the table's time and changes nothing here.
+        trend = (
+            [Text(sparkline(st.trend, st.threshold)), Text(str(st.sources) if st.sources else "")]
+            if wide
+            else []
+        )
         table.add_row(
             safe.text(item.id),
             Text(item.kind, style=item.kind),
             _status_cell(st),
             Text(f"{st.score:.1f}/{st.threshold:.1f}"),
-            Text(sparkline(st.trend, st.threshold)),
-            Text(str(st.sources) if st.sources else ""),
+            *trend,
             _evidence_cell(st),
             Text(countdown(item.by, st.at)),
         )
