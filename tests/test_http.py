@@ -80,6 +80,12 @@ def clear_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.lower(), raising=False)
 
 
+def use_proxy(monkeypatch: pytest.MonkeyPatch, url: str, variable: str = "http_proxy") -> None:
+    """Only this proxy, whatever the machine running the tests has configured."""
+    clear_proxy_env(monkeypatch)
+    monkeypatch.setenv(variable, url)
+
+
 def fetch_one(url: str, options: HttpOptions = FAST, **request: str) -> Response:
     [response] = fetch_all([Request("f", url, **request)], user_agent=UA, options=options)
     return response
@@ -183,17 +189,12 @@ def test_a_cookie_never_goes_to_another_host_whatever_its_domain() -> None:
     asyncio.run(main())
 
 
-def _clear_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    clear_proxy_env(monkeypatch)
-
-
 def test_a_non_ascii_host_is_sent_as_idna_2008(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Through a proxy on loopback, which shows the host the request names without any DNS.
     # IDNA 2003 (Python's codec) would ask for fass.de, another domain.
-    _clear_proxies(monkeypatch)
-    monkeypatch.setenv("http_proxy", fault_server.base_url)
+    use_proxy(monkeypatch, fault_server.base_url)
 
     response = fetch_one("http://Faß.de/feed")
 
@@ -205,8 +206,7 @@ def test_a_non_ascii_host_is_sent_as_idna_2008(
 def test_a_non_ascii_host_is_ascii_for_dns_proxy_bypass_and_cookies(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _clear_proxies(monkeypatch)
-    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    use_proxy(monkeypatch, "http://127.0.0.1:9")
     monkeypatch.setenv("no_proxy", "xn--fa-hia.de")  # NO_PROXY lists names as DNS has them
 
     async def main() -> None:  # the fetcher lives on an event loop
@@ -230,8 +230,7 @@ def test_a_host_name_idna_2008_refuses_is_an_error(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The proxy on loopback only keeps a regression from looking the name up on the internet.
-    _clear_proxies(monkeypatch)
-    monkeypatch.setenv("http_proxy", fault_server.base_url)
+    use_proxy(monkeypatch, fault_server.base_url)
 
     response = fetch_one("http://\N{SNOWMAN}.net/feed", replace(FAST, retries=0))
 
@@ -243,8 +242,7 @@ def test_a_host_name_idna_2008_refuses_is_an_error(
 def test_proxies_come_from_the_environment(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch, no_proxy: str
 ) -> None:
-    clear_proxy_env(monkeypatch)
-    monkeypatch.setenv("http_proxy", fault_server.base_url)
+    use_proxy(monkeypatch, fault_server.base_url)
     monkeypatch.setenv("no_proxy", no_proxy)
 
     with FaultServer() as origin:
@@ -263,8 +261,7 @@ def test_proxies_come_from_the_environment(
 def test_proxy_credentials_go_to_the_proxy(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clear_proxy_env(monkeypatch)
-    monkeypatch.setenv("http_proxy", fault_server.base_url.replace("://", "://me:p%40ss@", 1))
+    use_proxy(monkeypatch, fault_server.base_url.replace("://", "://me:p%40ss@", 1))
 
     response = fetch_one("http://feeds.example/feed")
 
@@ -278,8 +275,7 @@ def test_proxy_credentials_go_to_the_proxy(
 def test_https_through_a_proxy_asks_it_for_a_tunnel(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clear_proxy_env(monkeypatch)
-    monkeypatch.setenv("https_proxy", fault_server.base_url)
+    use_proxy(monkeypatch, fault_server.base_url, "https_proxy")
 
     # The test server answers CONNECT, like any method it lacks, with 501.
     response = fetch_one("https://feeds.example/feed", replace(FAST, retries=0))
@@ -648,7 +644,7 @@ def test_kept_alive_tls_connections_are_closed_by_the_end_of_the_run(
     # A graceful TLS close waits for the server's close_notify, which this server never sends:
     # the socket would outlive the run's event loop.
     cert, key = tls_files
-    _clear_proxies(monkeypatch)
+    clear_proxy_env(monkeypatch)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
 
     with tls_server(cert, key) as base, warnings.catch_warnings(record=True) as caught:
