@@ -239,8 +239,9 @@ class _Budget:
         return self.seconds - self.elapsed()
 
     def deadline(self) -> float:
-        """When the budget runs out, on the clock of asyncio's loop (time.monotonic)."""
-        return (time.monotonic() if self.started is None else self.started) + self.seconds
+        """When the started budget runs out, on the clock of asyncio's loop (time.monotonic)."""
+        assert self.started is not None
+        return self.started + self.seconds
 
 
 class _Fetcher:
@@ -466,7 +467,7 @@ class _Fetcher:
         try:
             origin, target, headers = self._request(url, headers)
             connection = self._idle_connection(origin) or await self._connect(origin, budget)
-            connection.expect(budget.deadline(), self.options.total_timeout)
+            connection.expect(budget.deadline())
             head = await connection.request(target, headers)
             if head.set_cookies:
                 self._store_cookies(url, head.set_cookies)
@@ -524,17 +525,14 @@ class _Fetcher:
 
     def _idle_connection(self, origin: _Origin) -> _Connection | None:
         """An idle connection to the origin that is still open, if any (the newest first)."""
-        idle = self.idle.get(origin.host)
-        while idle:
-            for i in range(len(idle) - 1, -1, -1):
-                if idle[i].origin == origin:
-                    connection = idle.pop(i)
-                    break
-            else:
-                return None
-            if connection.alive():
-                return connection
-            connection.close()
+        idle = self.idle.get(origin.host, [])
+        # Popping index i leaves the lower indices in place: one walk down the list suffices.
+        for i in range(len(idle) - 1, -1, -1):
+            if idle[i].origin == origin:
+                connection = idle.pop(i)
+                if connection.alive():
+                    return connection
+                connection.close()
         return None
 
     async def _connect(self, origin: _Origin, budget: _Budget) -> _Connection:
@@ -577,7 +575,7 @@ class _Fetcher:
     async def _dial(
         self, origin: _Origin, host: str, port: int, tls: ssl.SSLContext | None
     ) -> _Connection:
-        connection = _Connection(origin, self.options.read_timeout)
+        connection = _Connection(origin, self.options.read_timeout, self.options.total_timeout)
         await asyncio.get_running_loop().create_connection(
             lambda: connection,
             host,
@@ -605,7 +603,7 @@ class _Fetcher:
             connection.extra_headers = auth
             return connection
         # An https origin is reached through a tunnel: CONNECT, then TLS with the origin.
-        connection.expect(budget.deadline(), self.options.total_timeout)
+        connection.expect(budget.deadline())
         authority = _authority(origin.host, origin.port)
         head = await connection.request(authority, [(b"Host", authority), *auth], b"CONNECT")
         if not 200 <= head.status < 300:
@@ -745,15 +743,15 @@ class _Connection(asyncio.Protocol):
     ends at the read timeout or the feed's total deadline, whichever comes first (a timer per
     wait, no task per request)."""
 
-    def __init__(self, origin: _Origin, read_timeout: float) -> None:
+    def __init__(self, origin: _Origin, read_timeout: float, total_timeout: float) -> None:
         self.origin = origin
         self.read_timeout = read_timeout
+        self.total_timeout = total_timeout  # the budget's length, for the message
         self.h11 = _h11_client()
         self.extra_headers: list[tuple[bytes, bytes]] = []  # a forward proxy's credentials
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.deadline = math.inf
-        self.total_timeout = math.inf  # the budget's length, for the message
         self.in_use = False
         self.stray = False  # bytes while idle: no next request may take them for its response
         self.eof = False
@@ -806,11 +804,10 @@ class _Connection(asyncio.Protocol):
             return False
         return not transport.is_closing()
 
-    def expect(self, deadline: float, total_timeout: float) -> None:
+    def expect(self, deadline: float) -> None:
         """Bound every wait of the next exchange by the feed's total deadline (on the loop's
         clock, time.monotonic, as `_Budget` keeps it)."""
         self.deadline = deadline
-        self.total_timeout = total_timeout
 
     async def request(
         self, target: bytes, headers: list[tuple[bytes, bytes]], method: bytes = b"GET"
@@ -982,7 +979,7 @@ class _Decoder:
             sink += data
             return
         try:
-            # Like httpx, ignore anything after the end of the compressed stream. Inflate in
+            # Bytes after the end of the compressed stream are ignored (browsers do). Inflate in
             # small steps: a few KB of a bomb can expand to many MB in a single call.
             while data and not self.obj.eof and len(sink) <= self.cap:
                 step = min(_CHUNK * 4, self.cap + 1 - len(sink))
@@ -1034,7 +1031,7 @@ def _error(
 def _h11_client() -> h11.Connection:
     import h11
 
-    # Response heads up to 100 KB, as httpx allows: some sites send huge cookies and policies.
+    # Response heads up to 100 KB (h11's default is 16 KB): some sites send huge cookies.
     return h11.Connection(h11.CLIENT, max_incomplete_event_size=100 * 1024)
 
 
@@ -1058,7 +1055,7 @@ def _total_timeout(seconds: float) -> _Failure:
 
 
 def _tls_context() -> ssl.SSLContext:
-    """Certificates checked as httpx checks them: SSL_CERT_FILE or SSL_CERT_DIR when set, else
+    """Certificates and host names checked: against SSL_CERT_FILE or SSL_CERT_DIR when set, else
     certifi's bundle (the same on every machine, unlike the system's)."""
     import ssl
 
@@ -1090,7 +1087,7 @@ def _cookie_url(url: str, host: str) -> str:
 
 
 def _remove_dot_segments(path: str) -> str:
-    """The path with its "." and ".." segments resolved (RFC 3986 5.2.4), as browsers and httpx
+    """The path with its "." and ".." segments resolved (RFC 3986 5.2.4), as browsers
     send it: "/x/../feed" asks for "/feed", which many servers would not find otherwise."""
     segments = path.split("/")
     if "." not in segments and ".." not in segments:
@@ -1109,7 +1106,7 @@ def _remove_dot_segments(path: str) -> str:
 
 def _utf8_or_latin1(value: str) -> str:
     """A header value h11 gave us as Latin-1, read as UTF-8 when it is: many servers send a
-    Location's non-ASCII characters raw in UTF-8, as browsers and httpx read them."""
+    Location's non-ASCII characters raw in UTF-8, as browsers read them."""
     raw = value.encode("latin-1")
     try:
         return raw.decode("utf-8")
