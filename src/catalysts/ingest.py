@@ -215,8 +215,7 @@ def sync_matches(
     """Re-match, over the stored history, every (item, rule) whose hash changed.
 
     Only the stale rules are compiled and run, so editing one item's rule touches only
-    that item's matches. Rules are grouped by the feeds their item may match, and each
-    group reads only those feeds' entries. Returns the (item, rule) pairs re-matched.
+    that item's matches. Returns the (item, rule) pairs re-matched.
     `hashes` are `rule_hashes(watchlist)` when the caller already has them.
     """
     if hashes is None:
@@ -224,22 +223,30 @@ def sync_matches(
     stale: list[RuleKey] = store.stale_rules(hashes)  # type: ignore[assignment]
     if not stale:
         return []
-    if not store.has_entries():  # nothing to match: record the hashes, compile nothing
-        for item_id, rule in stale:
-            store.replace_matches(item_id, rule, hashes[(item_id, rule)], [])
-        return stale
+    found: dict[RuleKey, list[tuple[int, RuleMatch]]] = {k: [] for k in stale}
+    if store.has_entries():  # an empty store has nothing to match: compile nothing
+        _match_history(watchlist, store, found)
+    for (item_id, rule), matches in found.items():
+        store.replace_matches(item_id, rule, hashes[(item_id, rule)], matches)
+    return stale
+
+
+def _match_history(
+    watchlist: Watchlist, store: Store, found: dict[RuleKey, list[tuple[int, RuleMatch]]]
+) -> None:
+    """Add to `found` the (entry row id, match) pairs of its rules over the stored history.
+
+    Rules are grouped by the feeds their item may match; each group reads only those
+    feeds' entries.
+    """
     from catalysts.rules import RuleSet
 
-    wanted = set(stale)
     every = frozenset(f.id for f in watchlist.feeds)
     feeds_of = _feeds_of(watchlist)
     groups: dict[frozenset[str], list[tuple[str, RuleName, str]]] = {}
     for item_id, rule, source in rule_sources(watchlist):
-        if (item_id, rule) in wanted:
-            scope = feeds_of.get(item_id, every)
-            groups.setdefault(scope, []).append((item_id, rule, source))
-
-    found: dict[RuleKey, list[tuple[int, RuleMatch]]] = {k: [] for k in stale}
+        if (item_id, rule) in found:
+            groups.setdefault(feeds_of.get(item_id, every), []).append((item_id, rule, source))
     for scope, sources in groups.items():
         ruleset = RuleSet.compile(sources, watchlist.aliases)
         rows = store.iter_documents(None if scope == every else scope)
@@ -250,9 +257,6 @@ def sync_matches(
                     key = (match.item, match.rule)
                     if key in found:
                         found[key].append((row_id, match))
-    for (item_id, rule), matches in found.items():
-        store.replace_matches(item_id, rule, hashes[(item_id, rule)], matches)
-    return stale
 
 
 # --- one feed ---------------------------------------------------------------------------------

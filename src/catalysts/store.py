@@ -467,32 +467,27 @@ class Store:
                 if touched:
                     self._after_matching(db, matched, hashes, store_was_empty)
             if result == "error":
-                db.execute(
-                    "UPDATE feeds SET url = ?, spec_title = ?, etag = ?, last_modified = ?,"
-                    " last_attempt = ?, last_result = 'error', last_error = ?,"
-                    " consecutive_failures = consecutive_failures + 1, next_retry = ?,"
-                    " title = coalesce(?, title), entries = entries + ? WHERE id = ?",
-                    (
-                        feed.url,
-                        feed.title,
-                        *validators,
-                        now,
-                        error or "unknown error",
-                        _ts(next_retry) if next_retry else None,
-                        feed_title,
-                        new,
-                        feed.id,
-                    ),
+                outcome = (
+                    "last_result = 'error', last_error = ?,"
+                    " consecutive_failures = consecutive_failures + 1, next_retry = ?"
                 )
-                return new
-            if result != "not-modified":  # a 200: its validators (or their absence) are current
-                validators = (etag, last_modified)
+                values: tuple[Any, ...] = (
+                    error or "unknown error",
+                    _ts(next_retry) if next_retry else None,
+                )
+            else:
+                outcome = (
+                    "last_success = ?, last_result = ?, last_error = NULL,"
+                    " consecutive_failures = 0, next_retry = NULL"
+                )
+                values = (now, result)
+                if result != "not-modified":  # a 200: its validators (or their absence) are current
+                    validators = (etag, last_modified)
             db.execute(
                 "UPDATE feeds SET url = ?, spec_title = ?, etag = ?, last_modified = ?,"
-                " last_attempt = ?, last_success = ?, last_result = ?, last_error = NULL,"
-                " consecutive_failures = 0, next_retry = NULL,"
-                " title = coalesce(?, title), entries = entries + ? WHERE id = ?",
-                (feed.url, feed.title, *validators, now, now, result, feed_title, new, feed.id),
+                f" last_attempt = ?, title = coalesce(?, title), entries = entries + ?, {outcome}"
+                " WHERE id = ?",
+                (feed.url, feed.title, *validators, now, feed_title, new, *values, feed.id),
             )
         return new
 

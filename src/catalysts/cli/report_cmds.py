@@ -387,7 +387,7 @@ def _status(
         statuses, any_evidence = _read_and_evaluate(wl, store, when, now, health, as_json)
         if at is None:
             record_observed(wl, store, statuses)
-        empty = not any_evidence and store.entry_count() == 0
+        empty = not any_evidence and not store.has_entries()
 
     shown = [
         st
