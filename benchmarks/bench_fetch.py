@@ -8,7 +8,9 @@ Three figures, each with a baseline measured in the same run:
 2. A second run where every feed answers 304: nothing to parse, so the time should stay
    within 1.5x of the latency floor (feeds / concurrency x latency).
 3. Ingest throughput on the real corpus (`../shared/fixtures/real`, read from files):
-   parse + normalise + match + store in entries/s, against `feedparser.parse(bytes)` alone.
+   parse + normalise + match + store in entries/s, against `feedparser.parse(bytes)` alone,
+   once with the benchmark's 6 items and once with the shipped watchlist (what users run);
+   the target holds when the slower of the two reaches it.
 
 The loopback server is one host; real feeds are spread over many. So the run uses
 per_host = concurrency and no per-host gap, which is what many distinct hosts give. It runs
@@ -36,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from catalysts import http, ingest
-from catalysts.models import FeedSpec, ItemSpec, Thesis, Watchlist
+from catalysts.models import FeedSpec, ItemSpec, ParsedFeed, Thesis, Watchlist
 from catalysts.store import Store
 from faultserver import file_servers
 
@@ -239,12 +241,10 @@ def bench_real(repeat: int) -> bool:
     )
     feeds = [FeedSpec(id=f"r{i}", url=str(p)) for i, p in enumerate(files)]
     rates = []
+    shipped = shipped_watchlist(feeds)
     for name, wl in (
         ("the benchmark's 6 items", watchlist(feeds)),
-        (
-            f"the shipped watchlist, {len(shipped_watchlist([]).items)} items",
-            shipped_watchlist(feeds),
-        ),
+        (f"the shipped watchlist, {len(shipped.items)} items", shipped),
     ):
         cat_best = math.inf
         stored = 0
@@ -279,7 +279,7 @@ def stage_rates(
     from catalysts.rules import RuleSet, document
 
     best: dict[str, float] = {}
-    parsed: list[tuple[str, object]] = []
+    parsed: list[tuple[str, ParsedFeed]] = []
     for _ in range(repeat):
         started = time.perf_counter()
         parsed = []
@@ -288,24 +288,23 @@ def stage_rates(
                 parsed.append((feed.id, parse_feed(d, url=p.as_uri(), now=NOW)))
         seconds = time.perf_counter() - started
         best["parse + normalise"] = min(best.get("parse + normalise", math.inf), seconds)
-    entries = [(feed_id, e) for feed_id, p in parsed for e in p.entries]  # type: ignore[attr-defined]
-    sources = [(i.id, "signal", i.signal) for i in wl.items]
-    sources += [(i.id, "confirm", i.confirm) for i in wl.items if i.confirm]
+    n_entries = sum(len(p.entries) for _, p in parsed)
+    sources = ingest.rule_sources(wl)
     for _ in range(repeat):
         started = time.perf_counter()
         ruleset = RuleSet.compile(sources, wl.aliases)
         for feed_id, feed in parsed:  # one batch per feed, as ingest matches
-            ruleset.match_many(document(e, feed_id) for e in feed.entries)  # type: ignore[attr-defined]
+            ruleset.match_many(document(e, feed_id) for e in feed.entries)
         best["match"] = min(best.get("match", math.inf), time.perf_counter() - started)
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "stage.db") as store:
             by_id = {f.id: f for f in wl.feeds}
             started = time.perf_counter()
             for feed_id, feed in parsed:
-                store.record_fetch(by_id[feed_id], at=NOW, result="new", entries=feed.entries)  # type: ignore[attr-defined]
+                store.record_fetch(by_id[feed_id], at=NOW, result="new", entries=feed.entries)
             seconds = time.perf_counter() - started
         best["store"] = min(best.get("store", math.inf), seconds)
-    return {name: len(entries) / seconds for name, seconds in best.items()}
+    return {name: n_entries / seconds for name, seconds in best.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
