@@ -211,7 +211,7 @@ class FaultServer:
             ):
                 h.reply(304, b"", validators)
                 return
-            ctype = "application/json" if path.suffix == ".json" else "application/rss+xml"
+            ctype = _content_type(path)
             h.reply(200, path.read_bytes(), {**validators, "Content-Type": ctype})
 
         self.prefixes["/files/"] = handler
@@ -491,7 +491,7 @@ async def _lean_file_servers(directory: str, latency: float, hosts: int, conn: C
     for path in sorted(Path(directory).iterdir()):
         if path.is_file():
             etag, modified = _validators(path)
-            ctype = "application/json" if path.suffix == ".json" else "application/rss+xml"
+            ctype = _content_type(path)
             body = path.read_bytes()
             head = f"ETag: {etag}\r\nLast-Modified: {modified}\r\n"
             ok = f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
@@ -536,14 +536,15 @@ async def _lean_file_servers(directory: str, latency: float, hosts: int, conn: C
     servers = [
         await asyncio.start_server(handle, f"127.0.0.{i + 1}", 0, backlog=256) for i in range(hosts)
     ]
-    conn.send([_base_url(s.sockets[0].getsockname()) for s in servers])
+    addresses = [s.sockets[0].getsockname()[:2] for s in servers]
+    conn.send([f"http://{host}:{port}/files/" for host, port in addresses])
     await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until told to stop
     for server in servers:
         server.close()
 
 
-def _base_url(address: tuple[str, int]) -> str:
-    return f"http://{address[0]}:{address[1]}/files/"
+def _content_type(path: Path) -> str:
+    return "application/json" if path.suffix == ".json" else "application/rss+xml"
 
 
 def _validators(path: Path) -> tuple[str, str]:
