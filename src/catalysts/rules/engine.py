@@ -490,7 +490,7 @@ class _Doc:
         texts: dict[str, str],
         candidates: set[tuple[Any, ...]],
         regexes: dict[tuple[Any, ...], Any],
-        folded: dict[str, str] | None,
+        folded: dict[str, str],
         keys: dict[int, tuple[Any, ...]],
         plans: dict[int, Any],
     ) -> None:
@@ -500,7 +500,7 @@ class _Doc:
         self.plans = plans
         self.candidates = candidates  # lexical keys that may occur (in some field)
         self.regexes = regexes
-        self.folded = folded or {}
+        self.folded = folded
         self.tokens: dict[str, _FieldTokens] = {}
         self.occ: dict[tuple[tuple[Any, ...], str], list[_Occ]] = {}
 
@@ -578,7 +578,7 @@ def _near_plan(node: Near, keys: Mapping[int, tuple[Any, ...]]) -> _NearPlan:
     names = dict.fromkeys(n for t in left_terms + right_terms for n in _fields(t))
 
     def side(ts: list[Term], name: str) -> _Side:
-        return [(t, keys.get(id(t)) or _lex_key(t)) for t in ts if name in _fields(t)]
+        return [(t, keys[id(t)]) for t in ts if name in _fields(t)]
 
     plan: _NearPlan = []
     for name in names:
@@ -598,9 +598,7 @@ def _evaluate(node: Node, doc: _Doc) -> tuple[bool, list[_RawHit]]:
     cls = node.__class__
     if cls is Term:
         # Most terms of a big alias are absent: answer those before any per-field work.
-        key = doc.keys.get(id(node))
-        if key is None:
-            key = _lex_key(node)  # type: ignore[arg-type]
+        key = doc.keys[id(node)]
         if key not in doc.candidates:
             return False, []
         hits = [
@@ -620,10 +618,8 @@ def _evaluate(node: Node, doc: _Doc) -> tuple[bool, list[_RawHit]]:
         hits, any_true = [], False
         for child in node.children:  # type: ignore[union-attr]
             # an alias's absent words, skipped without a call
-            if child.__class__ is Term:
-                key = keys.get(id(child))
-                if key is not None and key not in cands:
-                    continue
+            if child.__class__ is Term and keys[id(child)] not in cands:
+                continue
             truth, child_hits = _evaluate(child, doc)
             if truth:
                 any_true = True
@@ -652,7 +648,7 @@ def _or_plan(node: Or, keys: Mapping[int, tuple[Any, ...]]) -> frozenset[tuple[A
     """The keys of an OR of terms only (an alias), or None when it has other operands."""
     if any(child.__class__ is not Term for child in node.children):
         return None
-    return frozenset(keys.get(id(c)) or _lex_key(c) for c in node.children)  # type: ignore[arg-type]
+    return frozenset(keys[id(c)] for c in node.children)
 
 
 def _evaluate_near(node: Near, doc: _Doc) -> tuple[bool, list[_RawHit]]:
@@ -723,8 +719,7 @@ class RuleSet:
             n: _FieldSet(
                 list(word_keys.get(n, ())), list(regex_keys.get(n, ())), prefilter == "re2-set"
             )
-            for n in FIELDS
-            if n in word_keys or n in regex_keys
+            for n in self._fields
         }
         self._all_word_keys = {k: None for ks in word_keys.values() for k in ks}
         self._field_word_keys = word_keys
@@ -791,7 +786,7 @@ class RuleSet:
                     self._trigger.setdefault(keys[id(term)], set()).add(index)
         self._always = [i for i, r in enumerate(rules) if r.always]
         # With no candidate at all, only the always-rules can hold, and without hits.
-        nothing = _Doc({}, set(), self._regexes, None, self._keys, self._plans)
+        nothing = _Doc({}, set(), self._regexes, {}, self._keys, self._plans)
         self._when_nothing = [
             RuleMatch(rules[i].item, rules[i].rule, ())
             for i in self._always
