@@ -577,7 +577,6 @@ class _Replay:
         self.inauthor = self.incontributor = False
         self.incontent = 0
         self.has_content = False
-        self.summary_key: str | None = None
         self.title_depth = -1
         self.guidislink = False
         self.baseuri = ""
@@ -772,16 +771,13 @@ class _Replay:
 
     def description(self, key: str, el: Any, attrs: dict[str, str]) -> None:
         if "summary" in self.context() and not self.has_content:
-            self.summary_key = "content"
             self.content(key, el, attrs)
         elif key == "summary":
-            self.summary_key = "summary"
             self.push_content(attrs, "text/plain", True)
             self.pop_content("summary", el)
         else:
             self.push_content(attrs, "text/html", self.infeed or self.inentry or self.insource)
             self.pop_content("description", el)
-        self.summary_key = None
 
     def content(self, key: str, el: Any, attrs: dict[str, str]) -> None:
         self.has_content = True

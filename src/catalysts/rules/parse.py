@@ -50,10 +50,8 @@ _REGEX_FLAGS = frozenset("i")
 
 # --- AST ------------------------------------------------------------------------------------
 #
-# The nodes are frozen dataclasses with hand-written `__init__`s: a compile builds thousands
-# of them, and the generated `__init__` of a frozen dataclass goes through a generic
-# `object.__setattr__` per field, where calling the slot descriptors' setters directly
-# (`models.slot_setters`) builds a node in 40% less time. Equality, hashing, `repr`, pickling and
+# The nodes are frozen dataclasses with hand-written `__init__`s (a compile builds thousands
+# of them; why: `models.slot_setters`). Equality, hashing, `repr`, pickling and
 # `dataclasses.replace` are still the dataclass ones.
 
 
