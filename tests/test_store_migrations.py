@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,3 +173,74 @@ def test_two_processes_creating_one_store_at_once_both_succeed(tmp_path: Path) -
     assert _user_version(path) == SCHEMA_VERSION
     with Store.open(path) as store:
         assert store.integrity_check() == ["ok"]
+
+
+def _open_at_the_barrier(path: str, barrier: Any, errors: Any) -> None:
+    barrier.wait()
+    try:
+        Store.open(path).close()
+        errors.put("")
+    except StoreError as exc:
+        errors.put(str(exc))
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(),
+    reason="starting openers in step needs fork; a fresh interpreter per opener staggers them",
+)
+def test_openers_released_together_on_new_stores_all_succeed(tmp_path: Path) -> None:
+    # Forked openers leave a barrier within microseconds of each other, which is what
+    # exposed two races of a new store: its identity read in two snapshots around another
+    # opener's first migration ("another program"), and the WAL switch failing at once
+    # instead of waiting ("locked"). Before the fix, about one round in four failed.
+    ctx = multiprocessing.get_context("fork")
+    failures = []
+    for round_ in range(25):
+        path = str(tmp_path / f"new{round_}.db")
+        barrier, errors = ctx.Barrier(4), ctx.Queue()
+        procs = [
+            ctx.Process(target=_open_at_the_barrier, args=(path, barrier, errors)) for _ in range(4)
+        ]
+        for proc in procs:
+            proc.start()
+        failures += [error for error in (errors.get(timeout=60) for _ in procs) if error]
+        for proc in procs:
+            proc.join(timeout=60)
+            assert proc.exitcode == 0
+    assert failures == []
+
+
+def _blank_file_with_a_writer(path: Path) -> sqlite3.Connection:
+    """A new, empty file on which another connection holds the write lock, as another
+    opener's first migration does (a blank file is in rollback-journal mode)."""
+    sqlite3.connect(path).close()
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    return writer
+
+
+def test_opening_a_new_store_waits_while_another_opener_writes(tmp_path: Path) -> None:
+    # SQLite fails this switch to WAL at once, without its busy handler.
+    path = tmp_path / "blank.db"
+    writer = _blank_file_with_a_writer(path)
+    release = threading.Timer(0.3, writer.execute, args=("COMMIT",))
+    release.start()
+    try:
+        with Store.open(path, timeout=10) as store:
+            assert store.schema_version == SCHEMA_VERSION
+    finally:
+        release.join()
+        writer.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_new_store_held_past_the_timeout_is_refused_as_locked(tmp_path: Path) -> None:
+    path = tmp_path / "held.db"
+    writer = _blank_file_with_a_writer(path)
+    try:
+        with pytest.raises(StoreError, match="locked by another catalysts run"):
+            Store.open(path, timeout=0.2)
+    finally:
+        writer.close()
+    assert _objects(path) == set()

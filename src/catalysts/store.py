@@ -27,6 +27,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from time import monotonic, sleep
 from typing import Any
 
 from catalysts.errors import StoreError
@@ -249,25 +250,36 @@ class Store:
             raise StoreError(_describe(path, exc)) from exc
         store = cls(conn, path)
         try:
-            store._setup()
+            store._setup(timeout)
         except BaseException:
             conn.close()
             raise
         return store
 
-    def _setup(self) -> None:
+    def _setup(self, timeout: float) -> None:
         with self._errors():
             db = self._conn
-            # The first read of the file: this is where "not a database" surfaces.
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            self._check_ours()
+            # The first read of the file: this is where "not a database" surfaces. One
+            # statement is one snapshot: read apart, the identity and the table count can
+            # straddle another process's first migration and look like a foreign file.
+            tables, app_id, version = db.execute(
+                "SELECT (SELECT count(*) FROM sqlite_master), a.application_id, v.user_version"
+                " FROM pragma_application_id AS a, pragma_user_version AS v"
+            ).fetchone()
+            # Every store has our application id from its first migration on, so a file
+            # without it is ours only while it is empty (new, or a first migration undone).
+            if app_id != APPLICATION_ID and (app_id != 0 or tables):
+                raise StoreError(
+                    f"store {self.path} is a SQLite database of another program; "
+                    "choose another --db"
+                )
             if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"store {self.path} was written by a newer catalysts "
                     f"(schema {version} > {SCHEMA_VERSION}); upgrade catalysts"
                 )
             db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(timeout)
             db.execute("PRAGMA synchronous = NORMAL")
             # 16 MB instead of SQLite's 2 MB: an ingest touches the entry, key and time
             # b-trees of every feed it stores (measured 1.1x faster for new entries, 1.3x
@@ -275,16 +287,22 @@ class Store:
             db.execute("PRAGMA cache_size = -16384")
             self._migrate()
 
-    def _check_ours(self) -> None:
-        # Every store has our application id from its first migration on, so a file
-        # without it is ours only while it is empty (new, or a first migration undone).
-        app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
-        if app_id == APPLICATION_ID:
-            return
-        if app_id != 0 or self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-            raise StoreError(
-                f"store {self.path} is a SQLite database of another program; choose another --db"
-            )
+    def _use_wal(self, timeout: float) -> None:
+        # The switch to WAL needs the file to itself, and SQLite does not run the busy
+        # handler for it: runs that open a new store together would fail at once. WAL is
+        # a lasting property of the file, so only a new store ever waits here.
+        deadline = monotonic() + timeout
+        delay = 0.001
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = any(word in str(exc).lower() for word in ("locked", "busy"))
+                if not busy or monotonic() + delay > deadline:
+                    raise
+            sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def _migrate(self) -> None:
         # An up-to-date store opens without the write lock, so `status` can read while
