@@ -699,6 +699,76 @@ def test_worker_processes_store_what_inline_parsing_stores(
     assert len(results[0][1]) == 12 * 3  # two signal matches and one confirm per feed
 
 
+def _local_faults(tmp_path: Path) -> list[FeedSpec]:
+    (tmp_path / "empty.xml").write_bytes(b"")
+    (tmp_path / "big.xml").write_bytes(numbered(40))
+    (tmp_path / "folder").mkdir()
+    return [
+        FeedSpec("missing", str(tmp_path / "nowhere.xml")),
+        FeedSpec("empty", (tmp_path / "empty.xml").as_uri()),
+        FeedSpec("big", str(tmp_path / "big.xml")),
+        FeedSpec("folder", str(tmp_path / "folder")),
+        file_feed(tmp_path, "html", b"<html><body>Not a feed</body></html>"),
+    ]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the process pool needs 2+ CPUs")
+def test_with_a_pool_workers_read_local_files_and_the_http_thread_gets_the_rest(
+    served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from catalysts import http
+    from catalysts.store import Store
+
+    asked: list[str] = []
+    real_fetch_all = http.fetch_all
+
+    def fetch_all(requests, **kw):  # type: ignore[no-untyped-def]
+        asked.extend(r.url for r in requests)
+        return real_fetch_all(requests, **kw)
+
+    monkeypatch.setattr(http, "fetch_all", fetch_all)
+    local = many_feeds(tmp_path)
+    wl = watchlist([*local, FeedSpec("web", served.url("/feed"))])
+    results = []
+    for min_feeds in (1, 10_000):  # with a pool, then inline
+        monkeypatch.setattr(ingest, "POOL_MIN_FEEDS", min_feeds)
+        asked.clear()
+        with Store.open(tmp_path / f"mixed{min_feeds}.db") as s:
+            reports = ingest.fetch_feeds(wl, s, now=NOW, http_options=http.HttpOptions(**FAST))
+            results.append(([(r.id, r.result, r.new_entries) for r in reports], stored(s)))
+        if min_feeds == 1:
+            assert asked == [served.url("/feed")]
+        else:
+            assert len(asked) == len(wl.feeds)
+    assert results[0] == results[1]
+    assert results[0][0][-1] == ("web", "new", 1)
+
+
+def test_local_files_that_cannot_be_read_give_the_same_reasons_with_or_without_a_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from catalysts.http import HttpOptions
+    from catalysts.store import Store
+
+    feeds = [*many_feeds(tmp_path, 4), *_local_faults(tmp_path)]
+    options = HttpOptions(max_bytes=len(numbered(40)) - 1)
+    results = []
+    for min_feeds in (1, 10_000):  # with a pool (if the machine has 2+ CPUs), then inline
+        monkeypatch.setattr(ingest, "POOL_MIN_FEEDS", min_feeds)
+        with Store.open(tmp_path / f"faults{min_feeds}.db") as s:
+            reports = ingest.fetch_feeds(watchlist(feeds), s, now=NOW, http_options=options)
+            results.append({r.id: (r.result, r.error) for r in reports})
+            assert integrity(s.path) == "ok"
+    assert results[0] == results[1]
+    errors = {feed: error for feed, (result, error) in results[0].items() if result == "error"}
+    assert errors.keys() == {"missing", "empty", "big", "folder", "html"}
+    assert errors["missing"].startswith("file not found:")
+    assert errors["empty"] == "empty file"
+    assert errors["big"].startswith("file larger than")
+    assert errors["folder"].startswith("is a directory:")
+    assert "HTML page" in errors["html"]
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the process pool needs 2+ CPUs")
 def test_a_crashing_worker_fails_its_feeds_not_the_run(
     tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch

