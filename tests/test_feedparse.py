@@ -823,6 +823,13 @@ IN_PLACE_ITEMS = {
     "</image><link>https://e.com/1</link><title>b</title>",
     "source in an item": '<title>a</title><source url="https://s.com/">S</source>'
     "<link>https://e.com/1</link><category>c</category>",
+    "media content and group leaves": '<title>a</title><media:content url="https://e.com/i.jpg"'
+    ' medium="image"/><media:group/><media:content url="u"><media:title>m</media:title>'
+    '</media:content><link>https://e.com/1</link><media:content xml:base="https://b.org/"/>'
+    "<guid>g/1</guid>",
+    "categories with a domain": '<title>a</title><category domain="https://d.org/">c</category>'
+    '<category domain="d">c</category><category domain="e" xml:base="https://b.org/">f'
+    "</category><link>p</link>",
 }
 
 
@@ -911,6 +918,19 @@ ATOM_ENTRIES = {
     "atom source": '<title>t</title><source><title>S</title><link href="https://s.org/"/>'
     "<id>https://s.org/id</id></source>",
 }
+
+
+@pytest.mark.parametrize("entry", ATOM_ENTRIES.values(), ids=ATOM_ENTRIES.keys())
+def test_atom_leaves_in_place_change_nothing(entry: str) -> None:
+    # Without a feed-wide xml:base, an entry's leaves are done in place, those with
+    # attributes (link href, content type, category term) through their handler.
+    data = atom(
+        f"<entry>{entry}</entry>",
+        feed='<title>A</title><link href="https://blog.example/"/><id>tag:blog</id>',
+    )
+    _assert_leaves_in_place_change_nothing(data)
+    if _fast(data) is not None:
+        _assert_fast_equals_feedparser(data)
 
 
 @pytest.mark.parametrize("entry", ATOM_ENTRIES.values(), ids=ATOM_ENTRIES.keys())
