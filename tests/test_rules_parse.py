@@ -24,7 +24,7 @@ from catalysts.rules import (
     parse_rule,
     rule_hash,
 )
-from catalysts.rules.parse import terms
+from catalysts.rules.parse import ENGINE_VERSION, terms
 
 ALIASES = {"openai": ["OpenAI", "Sam Altman"], "vcs": ["Sequoia", "a16z"]}
 
@@ -309,6 +309,26 @@ def test_rule_hash_changes_with_the_rule_and_with_alias_edits() -> None:
     assert rule_hash("@openai AND IPO", edited) != base
     # an alias the rule does not use changes nothing
     assert rule_hash("@openai AND IPO", {**ALIASES, "vcs": ["Accel"]}) == base
+
+
+# Stored matches are keyed by rule hashes: a new version of catalysts that hashed a rule
+# differently would re-match every item's history. These values were computed before
+# canonical() lost its json.dumps calls; they must only change with ENGINE_VERSION.
+PINNED_HASHES = {
+    '@openai NEAR/5 (IPO OR "initial public offering") AND NOT title:rumour*': (
+        "d70f92c8b8f1b46034bac48ec659874355d13b9d748ea784247b2fab46d71abd"
+    ),
+    '/s-1\\b/i AND (@vcs OR summary:"crypto AI") OR "é ü" OR category:Ünïcode': (
+        "de29249be15ddd162f92ce060554c935872890ac8e5bc8dc515cf94d905b12dc"
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", PINNED_HASHES)
+def test_rule_hashes_do_not_change_between_versions(rule: str) -> None:
+    aliases = {"openai": ["OpenAI", "Open AI", "Sam Altman"], "vcs": ["a16z", 'Café "Q"']}
+    assert ENGINE_VERSION == 1, "a new engine version changes every hash: update the pins"
+    assert rule_hash(rule, aliases) == PINNED_HASHES[rule]
 
 
 def test_rule_hash_rejects_bad_rules() -> None:

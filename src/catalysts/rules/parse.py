@@ -27,10 +27,10 @@ written, without its `field:` (the hit carries the field), phrases in straight q
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from json.encoder import encode_basestring_ascii as _quote  # json.dumps of a str
 from typing import Union
 
 from catalysts.errors import RuleSyntaxError
@@ -571,19 +571,33 @@ def can_match_empty(node: Node) -> bool:
 
 def canonical(node: Node) -> str:
     """A stable text form of the (alias-expanded) AST: whitespace and layout do not show."""
+    return _canonical(node, {})
+
+
+def _canonical(node: Node, seen: dict[int, str]) -> str:
+    # An alias is expanded to one subtree wherever it is used: its text is built once. The
+    # quoting is json.dumps's, without its per-call setup (a rule hash must not change).
+    done = seen.get(id(node))
+    if done is not None:
+        return done
     if isinstance(node, Term):
         fields = ",".join(node.fields) if node.fields is not None else "*"
         if node.regex is not None:
-            return f"re({json.dumps(node.regex)},{node.flags},{fields})"
-        return f"t({json.dumps(node.text)},{json.dumps(node.words)},{node.prefix:d},{fields})"
-    if isinstance(node, AliasRef):
-        return f"alias({json.dumps(node.name)})"
-    if isinstance(node, Not):
-        return f"not({canonical(node.child)})"
-    if isinstance(node, (And, Or)):
+            text = f"re({_quote(node.regex)},{node.flags},{fields})"
+        else:
+            words = ", ".join(map(_quote, node.words))
+            text = f"t({_quote(node.text)},[{words}],{node.prefix:d},{fields})"
+    elif isinstance(node, AliasRef):
+        text = f"alias({_quote(node.name)})"
+    elif isinstance(node, Not):
+        text = f"not({_canonical(node.child, seen)})"
+    elif isinstance(node, (And, Or)):
         op = "and" if isinstance(node, And) else "or"
-        return f"{op}({','.join(canonical(c) for c in node.children)})"
-    return f"near{node.distance}({canonical(node.left)},{canonical(node.right)})"
+        text = f"{op}({','.join([_canonical(c, seen) for c in node.children])})"
+    else:
+        text = f"near{node.distance}({_canonical(node.left, seen)},{_canonical(node.right, seen)})"
+    seen[id(node)] = text
+    return text
 
 
 def rule_hash(source: str, aliases: Mapping[str, Sequence[str]]) -> str:
