@@ -570,6 +570,44 @@ def test_a_connect_timeout_while_the_ca_bundle_loads_fails_only_that_feed(
     ]
 
 
+def test_lookups_stuck_on_a_dead_name_server_do_not_starve_other_feeds(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lookup cannot be cancelled: after its feed's connect timeout it keeps its thread
+    # until the resolver gives up (often 10-30 s). Ten feeds whose name server is dead must
+    # not leave the healthy feed's lookup queued until its own connect timeout.
+    clear_proxy_env(monkeypatch)
+    release = threading.Event()
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(host).startswith("dead"):
+            release.wait(10)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        if host == "alive.test":
+            host = "127.0.0.1"
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    port = fault_server.base_url.rsplit(":", 1)[1]
+    dead = [Request(f"d{i}", f"http://dead{i}.test/feed") for i in range(10)]
+    # The healthy feed asks last, when every stuck lookup has been started.
+    requests = [*dead, Request("alive", f"http://alive.test:{port}/feed")]
+    options = replace(FAST, connect_timeout=1.0, total_timeout=2.0, retries=0)
+
+    def on_response(response: Response) -> None:
+        if response.feed_id == "alive":
+            release.set()  # the name server recovers: the run need not wait for it
+
+    try:
+        got = fetch_all(requests, user_agent=UA, options=options, on_response=on_response)
+    finally:
+        release.set()
+    responses = {r.feed_id: r for r in got}
+    assert responses["alive"].result == "ok", responses["alive"].error
+    assert all(responses[r.feed_id].result == "error" for r in dead)
+
+
 # --- TLS ---------------------------------------------------------------------------------------
 
 

@@ -160,13 +160,25 @@ def fetch_all(
     """
     import concurrent.futures
 
-    coro_args = (requests, user_agent, options, on_response)
+    opts = options or HttpOptions()
+
+    async def main() -> list[Response]:
+        # DNS lookups run in the loop's default executor, whose min(32, CPUs + 4) threads
+        # would be too few: a lookup cannot be cancelled, so one stuck on a dead name server
+        # keeps its thread past its feed's timeout, until the resolver gives up (often 10-30
+        # s), and healthy feeds' lookups queued behind a handful of those time out too.
+        # Enough threads for every attempt of every request in flight (made only as needed).
+        threads = opts.concurrency * (opts.retries + 1) + 1  # + 1: the CA bundle's load
+        executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="catalysts")
+        asyncio.get_running_loop().set_default_executor(executor)
+        return await fetch_all_async(requests, user_agent, opts, on_response)
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(fetch_all_async(*coro_args))
+        return asyncio.run(main())
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(fetch_all_async(*coro_args))).result()
+        return pool.submit(lambda: asyncio.run(main())).result()
 
 
 async def fetch_all_async(
@@ -175,7 +187,11 @@ async def fetch_all_async(
     options: HttpOptions | None = None,
     on_response: Callable[[Response], None] | None = None,
 ) -> list[Response]:
-    """The coroutine behind `fetch_all`, for callers that already run an event loop."""
+    """The coroutine behind `fetch_all`, for callers that already run an event loop.
+
+    DNS lookups and file reads run in that loop's default executor: give it a thread for
+    each request in flight, as `fetch_all` does, or lookups that hang can starve the others.
+    """
     opts = options or HttpOptions()
     fetcher = _Fetcher(opts, user_agent, [r.url for r in requests])
 
