@@ -35,6 +35,7 @@ from catalysts.http import (
     default_user_agent,
     fetch_all,
     fetch_all_async,
+    read_file,
     resolve_user_agent,
 )
 from catalysts.ingest import RETRY_AFTER_CAP, next_retry
@@ -921,6 +922,17 @@ def test_missing_file_and_file_over_the_cap(tmp_path: Path) -> None:
 
     assert (gone.result, gone.error) == ("error", f"file not found: {missing}")
     assert (too_big.result, too_big.error) == ("error", f"file larger than 1 KB: {big}")
+
+
+def test_a_path_with_a_nul_is_an_error_with_a_reason(tmp_path: Path) -> None:
+    # read_file serves fetch_all's thread and ingest's workers alike: a reason either way.
+    path = f"{tmp_path}/a\x00b.xml"
+    for response in (
+        fetch_one(path),
+        read_file(Request("f", path), FAST.max_bytes),
+    ):
+        assert response.result == "error"
+        assert response.error == f"cannot read {tmp_path}/a?b.xml: embedded null byte"
 
 
 @pytest.mark.parametrize(

@@ -1203,6 +1203,8 @@ def _read_capped(path: Path, cap: int) -> bytes:
         raise _Failure(f"permission denied: {path}") from None
     except OSError as exc:
         raise _Failure(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL in the path
+        raise _Failure(f"cannot read {_shorten(str(path))}: {exc}") from None
     if len(data) > cap:
         raise _Failure(f"file larger than {_size(cap)}: {path}")
     return data
