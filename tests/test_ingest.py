@@ -709,6 +709,7 @@ def _local_faults(tmp_path: Path) -> list[FeedSpec]:
         FeedSpec("big", str(tmp_path / "big.xml")),
         FeedSpec("folder", str(tmp_path / "folder")),
         file_feed(tmp_path, "html", b"<html><body>Not a feed</body></html>"),
+        FeedSpec("v6", "file://[::1/feed.xml"),  # urlsplit refuses it
     ]
 
 
@@ -761,12 +762,13 @@ def test_local_files_that_cannot_be_read_give_the_same_reasons_with_or_without_a
             assert integrity(s.path) == "ok"
     assert results[0] == results[1]
     errors = {feed: error for feed, (result, error) in results[0].items() if result == "error"}
-    assert errors.keys() == {"missing", "empty", "big", "folder", "html"}
+    assert errors.keys() == {"missing", "empty", "big", "folder", "html", "v6"}
     assert errors["missing"].startswith("file not found:")
     assert errors["empty"] == "empty file"
     assert errors["big"].startswith("file larger than")
     assert errors["folder"].startswith("is a directory:")
     assert "HTML page" in errors["html"]
+    assert errors["v6"] == "unexpected error: ValueError: Invalid IPv6 URL"
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the process pool needs 2+ CPUs")
@@ -786,6 +788,29 @@ def test_a_crashing_worker_fails_its_feeds_not_the_run(
     again = ingest.fetch_feeds(watchlist(feeds), store, now=NOW + timedelta(days=1), force=True)
     assert all(r.result in ("new", "unchanged") for r in again)
     assert store.entry_count() == 12 * 3 + 2
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the process pool needs 2+ CPUs")
+def test_a_network_feed_arriving_after_a_worker_died_is_still_stored(
+    served, tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from catalysts.http import HttpOptions
+
+    # The local files go to the pool at once; "boom" kills its worker, which breaks the
+    # pool, long before the slow network feed arrives: it is analysed here instead.
+    monkeypatch.setattr(ingest, "_analyse_in_worker", _crash_on_boom)
+    served.route("/late", body=numbered(2, prefix="w"), delay=0.5)
+    feeds = [
+        file_feed(tmp_path, "boom", numbered(2)),
+        *many_feeds(tmp_path, 10),
+        FeedSpec("web", served.url("/late")),
+    ]
+    options = HttpOptions(**FAST)
+    reports = by_id(ingest.fetch_feeds(watchlist(feeds), store, now=NOW, http_options=options))
+    assert reports["boom"].result == "error"
+    assert "could not parse the feed (BrokenProcessPool)" in reports["boom"].error
+    assert (reports["web"].result, reports["web"].new_entries) == ("new", 2)
+    assert integrity(store.path) == "ok"
 
 
 def test_analysis_survives_the_trip_back_from_a_worker() -> None:

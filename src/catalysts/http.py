@@ -360,7 +360,7 @@ class _Fetcher:
     # --- local files ---------------------------------------------------------------------------
 
     async def _read_file(self, request: Request) -> Response:
-        """Read a local feed; `fetch` times it."""
+        """Read a local feed (in a thread: file systems can block)."""
         return await asyncio.to_thread(read_file, request, self.options.max_bytes)
 
     # --- HTTP ----------------------------------------------------------------------------------
@@ -1161,15 +1161,19 @@ def is_local(url: str) -> bool:
 
 
 def read_file(request: Request, max_bytes: int) -> Response:
-    """Read a local feed under the size cap: what `fetch_all` gives for a file, without a loop."""
+    """Read a local feed under the size cap: what `fetch_all` gives for a file, without a
+    loop. Never raises: ingest's workers call it directly."""
     import mimetypes
 
     started = time.monotonic()
-    path = _local_path(request.url)
     try:
+        path = _local_path(request.url)
         data = _read_capped(path, max_bytes)
     except _Failure as failure:
         return _error(request, failure.reason, seconds=time.monotonic() - started)
+    except Exception as exc:  # e.g. file://[::1/x: the same words as fetch's catch-all
+        reason = f"unexpected error: {type(exc).__name__}: {exc}"
+        return _error(request, reason, seconds=time.monotonic() - started)
     if not data:
         return _error(request, "empty file", seconds=time.monotonic() - started)
     return Response(

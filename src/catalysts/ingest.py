@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -414,21 +415,29 @@ def _analyse_in_worker(
 def _read_and_analyse_in_worker(
     request: Request, max_bytes: int, now: datetime, title: str | None
 ) -> tuple[Response, _Analysis | None]:
-    """A local feed read and analysed in the worker: (its response, without the bytes, and
-    the analysis, None when the file could not be read)."""
+    """A local feed read and analysed in the worker (see `_read_then`)."""
+    return _read_then(
+        request,
+        max_bytes,
+        lambda r: _analyse_in_worker(r.body, r.url, r.content_type, now, request.feed_id, title),
+    )
+
+
+def _read_then(
+    request: Request, max_bytes: int, analyse: Callable[[Any], _Analysis]
+) -> tuple[Response, _Analysis | None]:
+    """A local feed read and given to `analyse`: (its response, without the bytes, and the
+    analysis, None when the file could not be read)."""
     from dataclasses import replace
 
     from catalysts import http
 
     response = http.read_file(request, max_bytes)
+    # The caller needs the outcome, not the document. Its clock, started before the read,
+    # covers the read.
     if not response.ok or response.body is None:
-        return response, None
-    analysis = _analyse_in_worker(
-        response.body, response.url, response.content_type, now, request.feed_id, title
-    )
-    # The parent needs the outcome, not the document. Its clock, started at the submit,
-    # already covers the read.
-    return replace(response, body=b"", seconds=0.0), analysis
+        return replace(response, seconds=0.0), None
+    return replace(response, body=b"", seconds=0.0), analyse(response)
 
 
 def _pool(n_feeds: int, rules: _Rules) -> Any:
@@ -466,9 +475,9 @@ def _pool(n_feeds: int, rules: _Rules) -> Any:
 
 def _outcome(future: Any) -> _Analysis:
     try:
-        return future.result()
+        return future.result()  # type: ignore[no-any-return]
     except BaseException as exc:  # a dead worker (BrokenProcessPool) or a pickling problem
-        return _Analysis(error=_reason(f"could not parse the feed ({type(exc).__name__})"))
+        return _Analysis(error=_worker_failed(exc))
 
 
 def _local_outcome(future: Any, request: Request) -> tuple[Response, _Analysis | None]:
@@ -476,11 +485,22 @@ def _local_outcome(future: Any, request: Request) -> tuple[Response, _Analysis |
     from catalysts import http
 
     try:
-        return future.result()
-    except BaseException:  # a dead worker (BrokenProcessPool) or a pickling problem
-        # An ok response without bytes: the analysis carries the error, as in `_outcome`.
-        response = http.Response(feed_id=request.feed_id, url=request.url, result="ok", body=b"")
-        return response, _outcome(future)
+        return future.result()  # type: ignore[no-any-return]
+    except BaseException as exc:  # a dead worker (BrokenProcessPool) or a pickling problem
+        error = _worker_failed(exc)
+        return http.Response(request.feed_id, request.url, "error", error=error), None
+
+
+def _analyse_read(response: Response, *, now: datetime, feed: FeedSpec, rules: _Rules) -> _Analysis:
+    """`_analyse` of a local file `_read_then` has read, in this process."""
+    assert response.body is not None
+    return _analyse(
+        response.body, response.url, response.content_type, now, feed.id, feed.title, rules
+    )
+
+
+def _worker_failed(exc: BaseException) -> str:
+    return _reason(f"could not parse the feed ({type(exc).__name__})")
 
 
 def _run_pipeline(
@@ -560,14 +580,29 @@ def _run_pipeline(
     pending = 0
     http_done = False
     max_bytes = (options or http.HttpOptions()).max_bytes
+
+    def submit(fn: Callable[..., Any], *args: Any) -> Any:
+        """`pool.submit`, or None when there is no pool or it broke (a worker died): the
+        caller then analyses here, and the run goes on."""
+        if pool is None:
+            return None
+        try:
+            return pool.submit(fn, *args)
+        except RuntimeError:  # BrokenProcessPool
+            return None
+
     try:
         for request in local:
             if request.feed_id in by_id and request.feed_id not in seen:
-                seen.add(request.feed_id)
-                pending += 1
+                feed = by_id[request.feed_id]
+                seen.add(feed.id)
                 started = time.perf_counter()
-                title = by_id[request.feed_id].title
-                future = pool.submit(_read_and_analyse_in_worker, request, max_bytes, now, title)
+                future = submit(_read_and_analyse_in_worker, request, max_bytes, now, feed.title)
+                if future is None:
+                    analyse = partial(_analyse_read, now=now, feed=feed, rules=rules)
+                    finish(*_read_then(request, max_bytes, analyse), started)
+                    continue
+                pending += 1
                 future.add_done_callback(
                     lambda f, r=request, t=started: inbox.put(
                         ("analysed", (*_local_outcome(f, r), t))
@@ -590,11 +625,11 @@ def _run_pipeline(
                     continue
                 feed = by_id[response.feed_id]
                 args = (response.body, response.url, response.content_type, now, feed.id)
-                if pool is None:
+                future = submit(_analyse_in_worker, *args, feed.title)
+                if future is None:
                     finish(response, _analyse(*args, feed.title, rules), started)
                     continue
                 pending += 1
-                future = pool.submit(_analyse_in_worker, *args, feed.title)
                 future.add_done_callback(
                     lambda f, r=response, t=started: inbox.put(("analysed", (r, _outcome(f), t)))
                 )
