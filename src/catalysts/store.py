@@ -298,8 +298,7 @@ class Store:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 return
             except sqlite3.OperationalError as exc:
-                busy = any(word in str(exc).lower() for word in ("locked", "busy"))
-                if not busy or monotonic() + delay > deadline:
+                if not _is_busy(exc) or monotonic() + delay > deadline:
                     raise
             sleep(delay)
             delay = min(delay * 2, 0.05)
@@ -1123,6 +1122,14 @@ def _evidence_from_json(d: Mapping[str, Any]) -> Evidence:
         terms=tuple(d["terms"]),
         hits=tuple(Hit(t, f, s, e) for t, f, s, e in d["hits"]),
     )
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return any(word in str(exc).lower() for word in ("locked", "busy"))
 
 
 def _describe(path: Path, exc: sqlite3.Error) -> str:
