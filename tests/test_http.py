@@ -575,8 +575,9 @@ def test_lookups_stuck_on_a_dead_name_server_do_not_starve_other_feeds(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A lookup cannot be cancelled: after its feed's connect timeout it keeps its thread
-    # until the resolver gives up (often 10-30 s). Ten feeds whose name server is dead must
-    # not leave the healthy feed's lookup queued until its own connect timeout.
+    # until the resolver gives up (often 10-30 s). Feeds whose name server is dead must not
+    # leave the healthy feed's lookup queued until its own connect timeout. 33 of them fill
+    # asyncio's default executor on any machine: it has at most 32 threads.
     clear_proxy_env(monkeypatch)
     release = threading.Event()
     real_getaddrinfo = socket.getaddrinfo
@@ -591,10 +592,10 @@ def test_lookups_stuck_on_a_dead_name_server_do_not_starve_other_feeds(
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     port = fault_server.base_url.rsplit(":", 1)[1]
-    dead = [Request(f"d{i}", f"http://dead{i}.test/feed") for i in range(10)]
+    dead = [Request(f"d{i}", f"http://dead{i}.test/feed") for i in range(33)]
     # The healthy feed asks last, when every stuck lookup has been started.
     requests = [*dead, Request("alive", f"http://alive.test:{port}/feed")]
-    options = replace(FAST, connect_timeout=1.0, total_timeout=2.0, retries=0)
+    options = replace(FAST, concurrency=40, connect_timeout=1.0, total_timeout=2.0, retries=0)
 
     def on_response(response: Response) -> None:
         if response.feed_id == "alive":

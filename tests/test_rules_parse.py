@@ -321,6 +321,10 @@ PINNED_HASHES = {
     '/s-1\\b/i AND (@vcs OR summary:"crypto AI") OR "é ü" OR category:Ünïcode': (
         "de29249be15ddd162f92ce060554c935872890ac8e5bc8dc515cf94d905b12dc"
     ),
+    # An astral character, a tab, U+2028, backslashes in a regex, a prefix with a field.
+    '"rocket 🚀" OR /a\\tb\\\\c\\d/ OR "x\u2028y" OR title:"tab\there" OR summary:naïve*': (
+        "8e5f4a430966eed1696b69d8fcc45f5ec29d1e9548fd2703eea00261689413fa"
+    ),
 }
 
 
