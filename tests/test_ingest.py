@@ -799,13 +799,13 @@ def test_a_network_feed_arriving_after_a_worker_died_is_still_stored(
     # The local files go to the pool at once; "boom" kills its worker, which breaks the
     # pool, long before the slow network feed arrives: it is analysed here instead.
     monkeypatch.setattr(ingest, "_analyse_in_worker", _crash_on_boom)
-    served.route("/late", body=numbered(2, prefix="w"), delay=0.5)
+    served.route("/late", body=numbered(2, prefix="w"), delay=1.0)
     feeds = [
         file_feed(tmp_path, "boom", numbered(2)),
         *many_feeds(tmp_path, 10),
         FeedSpec("web", served.url("/late")),
     ]
-    options = HttpOptions(**FAST)
+    options = HttpOptions(**{**FAST, "read_timeout": 4.0})
     reports = by_id(ingest.fetch_feeds(watchlist(feeds), store, now=NOW, http_options=options))
     assert reports["boom"].result == "error"
     assert "could not parse the feed (BrokenProcessPool)" in reports["boom"].error
