@@ -790,29 +790,6 @@ def test_a_crashing_worker_fails_its_feeds_not_the_run(
     assert store.entry_count() == 12 * 3 + 2
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the process pool needs 2+ CPUs")
-def test_a_network_feed_arriving_after_a_worker_died_is_still_stored(
-    served, tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from catalysts.http import HttpOptions
-
-    # The local files go to the pool at once; "boom" kills its worker, which breaks the
-    # pool, long before the slow network feed arrives: it is analysed here instead.
-    monkeypatch.setattr(ingest, "_analyse_in_worker", _crash_on_boom)
-    served.route("/late", body=numbered(2, prefix="w"), delay=1.0)
-    feeds = [
-        file_feed(tmp_path, "boom", numbered(2)),
-        *many_feeds(tmp_path, 10),
-        FeedSpec("web", served.url("/late")),
-    ]
-    options = HttpOptions(**{**FAST, "read_timeout": 4.0})
-    reports = by_id(ingest.fetch_feeds(watchlist(feeds), store, now=NOW, http_options=options))
-    assert reports["boom"].result == "error"
-    assert "could not parse the feed (BrokenProcessPool)" in reports["boom"].error
-    assert (reports["web"].result, reports["web"].new_entries) == ("new", 2)
-    assert integrity(store.path) == "ok"
-
-
 def test_analysis_survives_the_trip_back_from_a_worker() -> None:
     import pickle
 

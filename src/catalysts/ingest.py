@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -491,14 +490,6 @@ def _local_outcome(future: Any, request: Request) -> tuple[Response, _Analysis |
         return http.Response(request.feed_id, request.url, "error", error=error), None
 
 
-def _analyse_read(response: Response, *, now: datetime, feed: FeedSpec, rules: _Rules) -> _Analysis:
-    """`_analyse` of a local file `_read_then` has read, in this process."""
-    assert response.body is not None
-    return _analyse(
-        response.body, response.url, response.content_type, now, feed.id, feed.title, rules
-    )
-
-
 def _worker_failed(exc: BaseException) -> str:
     return _reason(f"could not parse the feed ({type(exc).__name__})")
 
@@ -581,27 +572,15 @@ def _run_pipeline(
     http_done = False
     max_bytes = (options or http.HttpOptions()).max_bytes
 
-    def submit(fn: Callable[..., Any], *args: Any) -> Any:
-        """`pool.submit`, or None when there is no pool or it broke (a worker died): the
-        caller then analyses here, and the run goes on."""
-        if pool is None:
-            return None
-        try:
-            return pool.submit(fn, *args)
-        except RuntimeError:  # BrokenProcessPool
-            return None
-
     try:
         for request in local:
             if request.feed_id in by_id and request.feed_id not in seen:
                 feed = by_id[request.feed_id]
                 seen.add(feed.id)
                 started = time.perf_counter()
-                future = submit(_read_and_analyse_in_worker, request, max_bytes, now, feed.title)
-                if future is None:
-                    analyse = partial(_analyse_read, now=now, feed=feed, rules=rules)
-                    finish(*_read_then(request, max_bytes, analyse), started)
-                    continue
+                future = pool.submit(
+                    _read_and_analyse_in_worker, request, max_bytes, now, feed.title
+                )
                 pending += 1
                 future.add_done_callback(
                     lambda f, r=request, t=started: inbox.put(
@@ -625,11 +604,11 @@ def _run_pipeline(
                     continue
                 feed = by_id[response.feed_id]
                 args = (response.body, response.url, response.content_type, now, feed.id)
-                future = submit(_analyse_in_worker, *args, feed.title)
-                if future is None:
+                if pool is None:
                     finish(response, _analyse(*args, feed.title, rules), started)
                     continue
                 pending += 1
+                future = pool.submit(_analyse_in_worker, *args, feed.title)
                 future.add_done_callback(
                     lambda f, r=response, t=started: inbox.put(("analysed", (r, _outcome(f), t)))
                 )
