@@ -414,29 +414,21 @@ def _analyse_in_worker(
 def _read_and_analyse_in_worker(
     request: Request, max_bytes: int, now: datetime, title: str | None
 ) -> tuple[Response, _Analysis | None]:
-    """A local feed read and analysed in the worker (see `_read_then`)."""
-    return _read_then(
-        request,
-        max_bytes,
-        lambda r: _analyse_in_worker(r.body, r.url, r.content_type, now, request.feed_id, title),
-    )
-
-
-def _read_then(
-    request: Request, max_bytes: int, analyse: Callable[[Any], _Analysis]
-) -> tuple[Response, _Analysis | None]:
-    """A local feed read and given to `analyse`: (its response, without the bytes, and the
-    analysis, None when the file could not be read)."""
+    """A local feed read and analysed in the worker: (its response, without the bytes, and
+    the analysis, None when the file could not be read)."""
     from dataclasses import replace
 
     from catalysts import http
 
     response = http.read_file(request, max_bytes)
-    # The caller needs the outcome, not the document. Its clock, started before the read,
+    # The parent needs the outcome, not the document. Its clock, started at the submit,
     # covers the read.
     if not response.ok or response.body is None:
         return replace(response, seconds=0.0), None
-    return replace(response, body=b"", seconds=0.0), analyse(response)
+    analysis = _analyse_in_worker(
+        response.body, response.url, response.content_type, now, request.feed_id, title
+    )
+    return replace(response, body=b"", seconds=0.0), analysis
 
 
 def _pool(n_feeds: int, rules: _Rules) -> Any:
