@@ -349,7 +349,7 @@ class _Fetcher:
             else:
                 response = _error(request, f"unsupported URL scheme {_shorten(scheme)}")
         except Exception as exc:  # a bug must not take the other feeds down with it
-            response = _error(request, f"unexpected error: {type(exc).__name__}: {exc}")
+            response = _error(request, _unexpected(exc))
         if not response.seconds:
             response = replace(response, seconds=time.monotonic() - started)
         host = _host(request.url)
@@ -1171,9 +1171,8 @@ def read_file(request: Request, max_bytes: int) -> Response:
         data = _read_capped(path, max_bytes)
     except _Failure as failure:
         return _error(request, failure.reason, seconds=time.monotonic() - started)
-    except Exception as exc:  # e.g. file://[::1/x: the same words as fetch's catch-all
-        reason = f"unexpected error: {type(exc).__name__}: {exc}"
-        return _error(request, reason, seconds=time.monotonic() - started)
+    except Exception as exc:  # e.g. file://[::1/x, which fetch would report the same way
+        return _error(request, _unexpected(exc), seconds=time.monotonic() - started)
     if not data:
         return _error(request, "empty file", seconds=time.monotonic() - started)
     return Response(
@@ -1184,6 +1183,11 @@ def read_file(request: Request, max_bytes: int) -> Response:
         content_type=mimetypes.guess_type(path.name)[0],
         seconds=time.monotonic() - started,
     )
+
+
+def _unexpected(exc: Exception) -> str:
+    """The reason given for an exception no handler expected (a bug, or a URL we cannot read)."""
+    return f"unexpected error: {type(exc).__name__}: {exc}"
 
 
 def _local_path(url: str) -> Path:
