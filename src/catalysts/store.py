@@ -1136,7 +1136,7 @@ def _describe(path: Path, exc: sqlite3.Error) -> str:
     """One line saying what is wrong with the store file, from a sqlite3 error."""
     reason = " ".join(str(exc).split()) or type(exc).__name__
     low = reason.lower()
-    if "locked" in low or "busy" in low:
+    if _is_busy(exc):
         return f"store {path} is locked by another catalysts run; try again when it finishes"
     if "not a database" in low:
         return f"store {path} is not a SQLite database (file is not a database)"
