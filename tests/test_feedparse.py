@@ -890,6 +890,7 @@ def atom(entries: str, *, feed: str = "<title>A</title>", attrs: str = "") -> by
     ).encode()
 
 
+ATOM_FEED_HEAD = '<title>A</title><link href="https://blog.example/"/><id>tag:blog</id>'
 ATOM_ENTRIES = {
     "content type text": '<title>t</title><content type="text">a &lt;b&gt; c</content>',
     "content type html": '<title>t</title><content type="html">&lt;p&gt;a&lt;/p&gt;</content>',
@@ -926,7 +927,7 @@ def test_atom_leaves_in_place_change_nothing(entry: str) -> None:
     # attributes (link href, content type, category term) through their handler.
     data = atom(
         f"<entry>{entry}</entry>",
-        feed='<title>A</title><link href="https://blog.example/"/><id>tag:blog</id>',
+        feed=ATOM_FEED_HEAD,
     )
     _assert_leaves_in_place_change_nothing(data)
     if _fast(data) is not None:
@@ -937,7 +938,7 @@ def test_atom_leaves_in_place_change_nothing(entry: str) -> None:
 def test_fast_path_equals_feedparser_on_atom_entries(entry: str) -> None:
     data = atom(
         f"<entry>{entry}</entry>",
-        feed='<title>A</title><link href="https://blog.example/"/><id>tag:blog</id>',
+        feed=ATOM_FEED_HEAD,
         attrs=' xml:base="https://blog.example/posts/"',
     )
     _assert_fast_equals_feedparser(data)
