@@ -8,6 +8,7 @@ stored, and the SQLite file must stay consistent.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import os
 import signal
@@ -661,13 +662,15 @@ def test_ill_formed_and_odd_documents_ingest_or_are_reported(real_dir: Path, sto
 # --- parse + match in worker processes ------------------------------------------------------
 
 
-def _crash_on_boom(body, url, content_type, now, feed_id, title):  # type: ignore[no-untyped-def]
-    if feed_id == "boom":
-        os._exit(1)  # a parser crash takes the worker process down with it
-    return ORIGINAL_WORKER(body, url, content_type, now, feed_id, title)
+PARENT = os.getpid()
+ORIGINAL_ANALYSE = ingest._analyse
 
 
-ORIGINAL_WORKER = ingest._analyse_in_worker
+def _crash_on_boom(body, url, content_type, now, feed_id, title, rules):  # type: ignore[no-untyped-def]
+    if feed_id.startswith("boom") and os.getpid() != PARENT:
+        faulthandler.disable()  # pytest's would print this worker's stack
+        os.kill(os.getpid(), signal.SIGSEGV)  # a parser crash takes its worker down with it
+    return ORIGINAL_ANALYSE(body, url, content_type, now, feed_id, title, rules)
 
 
 def many_feeds(tmp_path: Path, n: int = 12) -> list[FeedSpec]:
@@ -771,23 +774,65 @@ def test_local_files_that_cannot_be_read_give_the_same_reasons_with_or_without_a
     assert errors["v6"] == "unexpected error: ValueError: Invalid IPv6 URL"
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the process pool needs 2+ CPUs")
-def test_a_crashing_worker_fails_its_feeds_not_the_run(
-    tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch
+needs_pool = pytest.mark.skipif(
+    (os.cpu_count() or 1) < 2, reason="worker processes are used with 2+ CPUs only"
+)
+
+
+@needs_pool
+def test_a_crashing_worker_fails_its_feed_only(
+    served, tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ingest, "_analyse_in_worker", _crash_on_boom)
-    feeds = [*many_feeds(tmp_path), file_feed(tmp_path, "boom", numbered(2))]
-    reports = by_id(ingest.fetch_feeds(watchlist(feeds), store, now=NOW))
+    from catalysts.http import HttpOptions
+
+    monkeypatch.setattr(ingest, "_analyse", _crash_on_boom)
+    # The crash comes first; the network feeds reach the workers after it.
+    feeds = [
+        file_feed(tmp_path, "boom", numbered(2)),
+        *many_feeds(tmp_path),
+        *(FeedSpec(f"web{i}", served.url("/feed")) for i in range(4)),
+    ]
+    options = HttpOptions(**FAST)
+    reports = by_id(ingest.fetch_feeds(watchlist(feeds), store, now=NOW, http_options=options))
     assert len(reports) == len(feeds)
     assert reports["boom"].result == "error"
-    assert "could not parse the feed (BrokenProcessPool)" in reports["boom"].error
-    assert all(r.result in ("new", "error") for r in reports.values())
+    assert reports["boom"].error == "could not parse the feed (the worker process died: SIGSEGV)"
+    assert {r.id: r.result for r in reports.values() if r.id != "boom"} == {
+        f.id: "new" for f in feeds[1:]
+    }
     assert integrity(store.path) == "ok"
     # The next run, with a healthy parser, stores everything.
-    monkeypatch.setattr(ingest, "_analyse_in_worker", ORIGINAL_WORKER)
-    again = ingest.fetch_feeds(watchlist(feeds), store, now=NOW + timedelta(days=1), force=True)
-    assert all(r.result in ("new", "unchanged") for r in again)
-    assert store.entry_count() == 12 * 3 + 2
+    monkeypatch.setattr(ingest, "_analyse", ORIGINAL_ANALYSE)
+    again = ingest.fetch_feeds(
+        watchlist(feeds), store, now=NOW + timedelta(days=1), force=True, http_options=options
+    )
+    assert [r.result for r in again] == ["new"] + ["unchanged"] * (len(feeds) - 1)
+
+
+@needs_pool
+def test_when_every_worker_has_died_the_rest_is_analysed_in_the_main_process(
+    served, tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from catalysts.http import HttpOptions
+
+    monkeypatch.setattr(ingest, "_analyse", _crash_on_boom)
+    monkeypatch.setattr(ingest, "POOL_MAX_WORKERS", 2)
+    booms = [file_feed(tmp_path, f"boom{i}", numbered(2)) for i in range(2)]
+    rest = [*many_feeds(tmp_path), FeedSpec("web", served.url("/feed"))]
+    options = HttpOptions(**FAST)
+    reports = ingest.fetch_feeds(watchlist([*booms, *rest]), store, now=NOW, http_options=options)
+    assert [(r.id, r.result) for r in reports] == [
+        *((f.id, "error") for f in booms),
+        *((f.id, "new") for f in rest),
+    ]
+    assert store.entry_count() == 12 * 3 + 1
+    with_pool = stored(store)
+    monkeypatch.setattr(ingest, "POOL_MIN_FEEDS", 10_000)  # the same feeds, all inline
+    from catalysts.store import Store
+
+    with Store.open(tmp_path / "inline.db") as inline:
+        ingest.fetch_feeds(watchlist(rest), inline, now=NOW, http_options=options)
+        assert stored(inline) == with_pool
 
 
 def test_analysis_survives_the_trip_back_from_a_worker() -> None:

@@ -39,6 +39,7 @@ from catalysts.models import (
 if TYPE_CHECKING:
     from catalysts.http import HttpOptions, Request, Response
     from catalysts.store import PreparedEntries, Store
+    from catalysts.workers import Pool, Status
 
 # Backoff after consecutive failures: base * 2**(failures - 1), capped so that a feed that
 # comes back is noticed within a few hours. A feed is never disabled.
@@ -390,16 +391,8 @@ def _init_worker(rules: _Rules) -> None:
     # (Rich's progress refresh): a worker never writes to the inherited streams.
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
     warnings.simplefilter("ignore")
-    # A parent killed outright (SIGKILL) never tells its workers, whose task queue stays open:
-    # a worker leaves as soon as it is orphaned instead of waiting forever.
-    parent = os.getppid()
-
-    def leave_when_orphaned() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=leave_when_orphaned, name="catalysts-orphan", daemon=True).start()
+    # A parent killed outright (SIGKILL) tells its workers nothing: they leave when their
+    # pipe reaches end-of-file (workers.Pool).
     global _worker_rules
     _worker_rules = rules
 
@@ -414,76 +407,50 @@ def _analyse_in_worker(
 def _read_and_analyse_in_worker(
     request: Request, max_bytes: int, now: datetime, title: str | None
 ) -> tuple[Response, _Analysis | None]:
-    """A local feed read and analysed in the worker: (its response, without the bytes, and
-    the analysis, None when the file could not be read)."""
+    assert _worker_rules is not None
+    return _read_and_analyse(request, max_bytes, now, title, _worker_rules)
+
+
+def _read_and_analyse(
+    request: Request, max_bytes: int, now: datetime, title: str | None, rules: _Rules
+) -> tuple[Response, _Analysis | None]:
+    """A local feed read and analysed: (its response, without the bytes, and the analysis,
+    None when the file could not be read)."""
     from dataclasses import replace
 
     from catalysts import http
 
     response = http.read_file(request, max_bytes)
-    # The parent needs the outcome, not the document. Its clock, started at the submit,
-    # covers the read.
+    # The caller needs the outcome, not the document. Its clock, started when the feed was
+    # handed out, covers the read.
     if not response.ok or response.body is None:
         return replace(response, seconds=0.0), None
-    analysis = _analyse_in_worker(
-        response.body, response.url, response.content_type, now, request.feed_id, title
+    analysis = _analyse(
+        response.body, response.url, response.content_type, now, request.feed_id, title, rules
     )
     return replace(response, body=b"", seconds=0.0), analysis
 
 
-def _pool(n_feeds: int, rules: _Rules) -> Any:
-    """A process pool for parse + match, or None when one would not pay off.
+def _pool(n_feeds: int, rules: _Rules) -> Pool | None:
+    """Worker processes for parse + match, or None when they would not pay off.
 
-    Its workers are forked here, before the http thread starts (forking a process that
-    runs threads can copy a lock one of them holds). They inherit the compiled `rules`
-    with the rest of this process's memory: nothing to pickle, nothing to compile again.
-    A worker that dies (a parser crash) fails the feeds it had, never the run: the
-    executor reports a broken pool.
+    They are forked here, before the http thread starts (forking a process that runs
+    threads can copy a lock one of them holds), and inherit the compiled `rules` with the
+    rest of this process's memory: nothing to pickle, nothing to compile again.
     """
-    import multiprocessing
     import os
-    from concurrent.futures import ProcessPoolExecutor
+
+    from catalysts.workers import Pool
 
     workers = min(POOL_MAX_WORKERS, os.cpu_count() or 1)
     if workers < 2 or n_feeds < POOL_MIN_FEEDS:
         return None
-    try:
-        import catalysts.feedparse  # noqa: F401 - imported once here, inherited by the workers
+    import catalysts.feedparse  # noqa: F401 - imported once here, inherited by the workers
 
-        executor = ProcessPoolExecutor(
-            workers,
-            mp_context=multiprocessing.get_context("fork"),
-            initializer=_init_worker,
-            initargs=(rules,),
-        )
-        # With fork, the first submit starts every worker: do it now, while single-threaded.
-        # Its result (a few ms: the workers compile nothing) shows they could start.
-        executor.submit(int).result()
+    try:
+        return Pool(workers, _init_worker, (rules,))
     except (OSError, ValueError, RuntimeError):  # no fork or no resources: parse here
         return None
-    return executor
-
-
-def _outcome(future: Any) -> _Analysis:
-    try:
-        return future.result()  # type: ignore[no-any-return]
-    except BaseException as exc:  # a dead worker (BrokenProcessPool) or a pickling problem
-        return _Analysis(error=_worker_failed(exc))
-
-
-def _local_outcome(future: Any, request: Request) -> tuple[Response, _Analysis | None]:
-    """`_read_and_analyse_in_worker`'s result; a failed worker fails only this feed."""
-    from catalysts import http
-
-    try:
-        return future.result()  # type: ignore[no-any-return]
-    except BaseException as exc:  # a dead worker (BrokenProcessPool) or a pickling problem
-        error = _worker_failed(exc)
-        return http.Response(request.feed_id, request.url, "error", error=error), None
-
-
-def _worker_failed(exc: BaseException) -> str:
-    return _reason(f"could not parse the feed ({type(exc).__name__})")
 
 
 def _run_pipeline(
@@ -503,7 +470,8 @@ def _run_pipeline(
     `http.fetch_all` runs in a thread; each body goes to a worker process (or is parsed
     here when there is no pool) and its analysis comes back to this thread, which alone
     writes the store. With a pool, local files are read by the workers instead. Every
-    message arrives through one queue, so nothing here blocks on one slow feed.
+    message arrives through one queue, so nothing here blocks on one slow feed. A worker
+    that dies fails the feed it had; when none is left, the rest are analysed here.
     """
     from catalysts import http
 
@@ -533,6 +501,8 @@ def _run_pipeline(
         finally:
             inbox.put((_DONE, None))
 
+    max_bytes = (options or http.HttpOptions()).max_bytes
+
     def finish(response: Response, analysis: _Analysis | None, started: float) -> None:
         feed = by_id[response.feed_id]
         report(
@@ -548,6 +518,49 @@ def _run_pipeline(
             )
         )
 
+    # A job is a local file's Request (read and analysed in one go) or a fetched Response.
+    def analyse_here(job: Request | Response) -> tuple[Response, _Analysis | None]:
+        title = by_id[job.feed_id].title
+        if isinstance(job, http.Request):
+            return _read_and_analyse(job, max_bytes, now, title, rules)
+        assert job.body is not None
+        return job, _analyse(job.body, job.url, job.content_type, now, job.feed_id, title, rules)
+
+    def from_worker(
+        job: Request | Response, status: Status, value: Any
+    ) -> tuple[Response, _Analysis | None]:
+        if status == "unrun":  # no worker was left to run it
+            return analyse_here(job)
+        local_job = isinstance(job, http.Request)
+        if status == "ok":
+            return value if local_job else (job, value)  # type: ignore[return-value]
+        error = _reason(f"could not parse the feed ({value})")
+        if local_job:
+            return http.Response(job.feed_id, job.url, "error", error=error), None
+        return job, _Analysis(error=error)  # type: ignore[return-value]
+
+    pending = 0
+
+    def analyse(job: Request | Response) -> None:
+        nonlocal pending
+        started = time.perf_counter()
+        if pool is not None:
+            title = by_id[job.feed_id].title
+            if isinstance(job, http.Request):
+                fn: Callable[..., Any] = _read_and_analyse_in_worker
+                args: tuple[Any, ...] = (job, max_bytes, now, title)
+            else:
+                fn = _analyse_in_worker
+                args = (job.body, job.url, job.content_type, now, job.feed_id, title)
+
+            def done(status: Status, value: Any) -> None:
+                inbox.put(("analysed", (job, status, value, started)))
+
+            if pool.submit(fn, args, done):
+                pending += 1
+                return
+        finish(*analyse_here(job), started)
+
     # The store work below holds the GIL for a few ms per feed, and a thread that wants it
     # back waits up to a switch interval (5 ms by default): the http thread's event loop,
     # stalled that long at each socket event, would stretch the downloads (300 loopback feeds
@@ -560,55 +573,31 @@ def _run_pipeline(
     else:
         inbox.put((_DONE, None))
     seen: set[str] = set()
-    pending = 0
     http_done = False
-    max_bytes = (options or http.HttpOptions()).max_bytes
 
     try:
         for request in local:
             if request.feed_id in by_id and request.feed_id not in seen:
-                feed = by_id[request.feed_id]
-                seen.add(feed.id)
-                started = time.perf_counter()
-                future = pool.submit(
-                    _read_and_analyse_in_worker, request, max_bytes, now, feed.title
-                )
-                pending += 1
-                future.add_done_callback(
-                    lambda f, r=request, t=started: inbox.put(
-                        ("analysed", (*_local_outcome(f, r), t))
-                    )
-                )
+                seen.add(request.feed_id)
+                analyse(request)
         while not http_done or pending:
             kind, payload = inbox.get()
             if kind is _DONE:
                 http_done = True
             elif kind == "analysed":
                 pending -= 1
-                response, analysis, started = payload
-                finish(response, analysis, started)
+                job, status, value, started = payload
+                finish(*from_worker(job, status, value), started)
             elif payload.feed_id in by_id and payload.feed_id not in seen:
-                response = payload
-                seen.add(response.feed_id)
-                started = time.perf_counter()
-                if not response.ok or response.body is None:
-                    finish(response, None, started)
-                    continue
-                feed = by_id[response.feed_id]
-                args = (response.body, response.url, response.content_type, now, feed.id)
-                if pool is None:
-                    finish(response, _analyse(*args, feed.title, rules), started)
-                    continue
-                pending += 1
-                future = pool.submit(_analyse_in_worker, *args, feed.title)
-                future.add_done_callback(
-                    lambda f, r=response, t=started: inbox.put(("analysed", (r, _outcome(f), t)))
-                )
+                seen.add(payload.feed_id)
+                if payload.ok and payload.body is not None:
+                    analyse(payload)
+                else:
+                    finish(payload, None, time.perf_counter())
     finally:
         sys.setswitchinterval(switch_interval)
         if pool is not None:
-            finished = http_done and not pending
-            pool.shutdown(wait=finished, cancel_futures=not finished)
+            pool.close(cancel=not (http_done and not pending))
     if remote:
         thread.join()
     if failure:
