@@ -144,3 +144,19 @@ def test_close_waits_for_idle_workers_and_cancel_stops_busy_ones_at_once() -> No
     got = results.take(4)
     assert sorted(status for status, _ in got.values()) == ["failed", "failed", "unrun", "unrun"]
     assert not busy.submit(_echo, (0,), results.done("after"))
+
+
+def test_close_without_wait_returns_at_once_and_the_workers_still_leave() -> None:
+    pool = Pool(2, _setup, ("ready",))
+    processes = [w.process for w in pool._workers]
+    results = Results()
+    pool.submit(_slow, (0.3,), results.done("slow"))
+    assert results.take(1)["slow"] == ("ok", 0.3)
+    started = time.monotonic()
+    pool.close(wait=False)
+    assert time.monotonic() - started < 0.2  # no process was waited for
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(p.is_alive() for p in processes):
+        time.sleep(0.02)
+    assert [p.exitcode for p in processes] == [0, 0]
+    assert not pool.submit(_echo, (0,), results.done("after"))

@@ -60,7 +60,6 @@ class _Rules:
     """The compiled rules of every item, with what is needed to scope their matches."""
 
     ruleset: Any  # catalysts.rules.RuleSet
-    hashes: dict[RuleKey, str]
     feeds_of: dict[str, frozenset[str]]  # item id -> feed ids whose entries it may match
 
 
@@ -157,7 +156,12 @@ def fetch_feeds(
 
     feeds = select_feeds(watchlist, only)
     rules = _compile(watchlist)  # parses every rule: once per run
-    sync_matches(watchlist, store, rules.hashes)
+
+    def prepare_store() -> dict[RuleKey, str]:
+        hashes = rule_hashes(watchlist, rules.ruleset)
+        sync_matches(watchlist, store, hashes)
+        return hashes
+
     health = {h.id: h for h in store.feed_health(feeds)}
     named = set(only)
 
@@ -198,12 +202,15 @@ def fetch_feeds(
             {f.id: f for f in feeds if f.id not in reports},
             store,
             rules,
+            prepare_store,
             now=now,
             failures={h.id: h.consecutive_failures for h in health.values()},
             report=report,
             user_agent=http.resolve_user_agent(watchlist.settings.user_agent),
             options=http_options,
         )
+    else:
+        prepare_store()
     for feed in feeds:  # http promised one response per request; do not trust it blindly
         if feed.id not in reports:
             report(FetchReport(id=feed.id, result="error", error="no response (internal error)"))
@@ -308,7 +315,7 @@ def _record(
     response: Response,
     analysis: _Analysis | None,
     store: Store,
-    rules: _Rules,
+    hashes: Mapping[RuleKey, str],
     *,
     now: datetime,
     failures: int,
@@ -334,7 +341,7 @@ def _record(
         at=now,
         result="new" if analysis.entries.rows else "unchanged",
         entries=analysis.entries,
-        rule_hashes=rules.hashes,
+        rule_hashes=hashes,
         etag=response.etag,
         last_modified=response.last_modified,
         feed_title=analysis.title,
@@ -458,6 +465,7 @@ def _run_pipeline(
     by_id: Mapping[str, FeedSpec],
     store: Store,
     rules: _Rules,
+    prepare_store: Callable[[], Mapping[RuleKey, str]],
     *,
     now: datetime,
     failures: Mapping[str, int],
@@ -472,6 +480,8 @@ def _run_pipeline(
     writes the store. With a pool, local files are read by the workers instead. Every
     message arrives through one queue, so nothing here blocks on one slow feed. A worker
     that dies fails the feed it had; when none is left, the rest are analysed here.
+    `prepare_store()` (which syncs stored matches with the rules and returns their hashes)
+    runs once the workers and downloads are under way, before the first feed is stored.
     """
     from catalysts import http
 
@@ -511,7 +521,7 @@ def _run_pipeline(
                 response,
                 analysis,
                 store,
-                rules,
+                hashes,
                 now=now,
                 failures=failures.get(feed.id, 0),
                 started=started,
@@ -580,6 +590,9 @@ def _run_pipeline(
             if request.feed_id in by_id and request.feed_id not in seen:
                 seen.add(request.feed_id)
                 analyse(request)
+        # Overlapping the work above: re-matching an edited rule over a long history can take
+        # a while, and the downloads need not wait for it.
+        hashes = prepare_store()
         while not http_done or pending:
             kind, payload = inbox.get()
             if kind is _DONE:
@@ -597,7 +610,8 @@ def _run_pipeline(
     finally:
         sys.setswitchinterval(switch_interval)
         if pool is not None:
-            pool.close(cancel=not (http_done and not pending))
+            # Every result is in: the workers need not be seen out.
+            pool.close(cancel=not (http_done and not pending), wait=False)
     if remote:
         thread.join()
     if failure:
@@ -621,7 +635,7 @@ def _compile(watchlist: Watchlist) -> _Rules:
     from catalysts.rules import RuleSet
 
     ruleset = RuleSet.compile(rule_sources(watchlist), watchlist.aliases)
-    return _Rules(ruleset, rule_hashes(watchlist, ruleset), _feeds_of(watchlist))
+    return _Rules(ruleset, _feeds_of(watchlist))
 
 
 def _feeds_of(watchlist: Watchlist) -> dict[str, frozenset[str]]:

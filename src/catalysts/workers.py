@@ -97,9 +97,13 @@ class Pool:
         self._send(worker)
         return True
 
-    def close(self, *, cancel: bool = False) -> None:
-        """Stop the workers: when idle, or at once (`cancel`: tasks still running or waiting
-        are then reported as failed or unrun, to callbacks nobody may be reading)."""
+    def close(self, *, cancel: bool = False, wait: bool = True) -> None:
+        """Stop the workers once idle, or at once (`cancel`: tasks still running or waiting
+        are then reported as failed or unrun, to callbacks nobody may be reading).
+
+        Without `wait`, the workers leave in the background: nothing is left to read
+        from them, and the caller need not wait for processes to exit.
+        """
         with self._lock:
             self._closed = True
             workers = list(self._workers)
@@ -109,7 +113,9 @@ class Pool:
             else:
                 with contextlib.suppress(OSError):  # already gone: the collector buries it
                     worker.conn.send_bytes(_STOP)
-        collector = getattr(self, "_collector", None)
+        if not wait:
+            return
+        collector = getattr(self, "_collector", None)  # None while __init__ is failing
         if collector is not None:
             collector.join(timeout=5)
         for worker in workers:
