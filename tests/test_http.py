@@ -610,6 +610,46 @@ def test_lookups_stuck_on_a_dead_name_server_do_not_starve_other_feeds(
     assert all(responses[r.feed_id].result == "error" for r in dead)
 
 
+def test_a_run_does_not_wait_for_lookups_stuck_on_a_dead_name_server(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lookup cannot be cancelled. Before, asyncio.run waited for the executor threads
+    # stuck in one, so a run lasted as long as the resolver took to give up.
+    clear_proxy_env(monkeypatch)
+    release = threading.Event()
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(host).startswith("dead"):
+            release.wait(60)  # released only when the test ends
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        if host == "alive.test":
+            host = "127.0.0.1"
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    port = fault_server.base_url.rsplit(":", 1)[1]
+    requests = [
+        *(Request(f"d{i}", f"http://dead{i}.test/feed") for i in range(3)),
+        Request("alive", f"http://alive.test:{port}/feed"),
+    ]
+    options = replace(FAST, connect_timeout=0.5, total_timeout=1.0, retries=0)
+    started = time.monotonic()
+    try:
+        got = fetch_all(requests, user_agent=UA, options=options)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert [(r.feed_id, r.result) for r in got] == [
+        ("d0", "error"),
+        ("d1", "error"),
+        ("d2", "error"),
+        ("alive", "ok"),
+    ]
+    assert got[0].error == "timed out after 0.5s (connect)"
+    assert elapsed < 30  # the lookups are held for 60 s
+
+
 # --- TLS ---------------------------------------------------------------------------------------
 
 

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http
 import math
 import os
 import random
 import re
+import threading
 import time
 import zlib
 from collections import Counter
@@ -40,7 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 from catalysts.hosts import ascii_host
@@ -163,14 +165,13 @@ def fetch_all(
     opts = options or HttpOptions()
 
     async def main() -> list[Response]:
-        # DNS lookups run in the loop's default executor, whose min(32, CPUs + 4) threads
-        # would be too few: a lookup cannot be cancelled, so one stuck on a dead name server
-        # keeps its thread past its feed's timeout, until the resolver gives up (often 10-30
-        # s), and healthy feeds' lookups queued behind a handful of those time out too.
-        # Enough threads for every attempt of every request in flight (made only as needed).
-        threads = opts.concurrency * (opts.retries + 1) + 1  # + 1: the CA bundle's load
-        executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="catalysts")
-        asyncio.get_running_loop().set_default_executor(executor)
+        loop = asyncio.get_running_loop()
+        # create_connection resolves names through loop.getaddrinfo, i.e. in the default
+        # executor, where a lookup stuck on a dead name server would hold a thread until the
+        # resolver gives up (often 10-30 s): a handful of those starve every other feed's
+        # lookup, and asyncio.run waits for them all before it returns. Our lookups each get a
+        # daemon thread instead, which nothing waits for.
+        loop.getaddrinfo = functools.partial(_lookup, loop)  # type: ignore[method-assign]
         return await fetch_all_async(requests, user_agent, opts, on_response)
 
     try:
@@ -181,6 +182,43 @@ def fetch_all(
         return pool.submit(lambda: asyncio.run(main())).result()
 
 
+async def _lookup(
+    loop: asyncio.AbstractEventLoop,
+    host: str | bytes | None,
+    port: str | bytes | int | None,
+    *,
+    family: int = 0,
+    type: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+) -> list[Any]:
+    """`loop.getaddrinfo` in a daemon thread of its own (see `fetch_all`)."""
+    import socket
+
+    future: asyncio.Future[list[Any]] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # its feed timed out and moved on
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def resolve() -> None:
+        result, error = None, None
+        try:
+            result = socket.getaddrinfo(host, port, family, type, proto, flags)
+        except BaseException as exc:  # handed to the awaiting feed
+            error = exc
+        # The loop may have finished while the resolver was stuck: nobody is waiting then.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=resolve, name="catalysts-dns", daemon=True).start()
+    return await future
+
+
 async def fetch_all_async(
     requests: Sequence[Request],
     user_agent: str,
@@ -189,8 +227,9 @@ async def fetch_all_async(
 ) -> list[Response]:
     """The coroutine behind `fetch_all`, for callers that already run an event loop.
 
-    DNS lookups and file reads run in that loop's default executor: give it a thread for
-    each request in flight, as `fetch_all` does, or lookups that hang can starve the others.
+    DNS lookups run as that loop resolves names: with asyncio's default, in its default
+    executor, where lookups stuck on a dead name server can starve the others (`fetch_all`
+    gives each lookup a thread of its own).
     """
     opts = options or HttpOptions()
     fetcher = _Fetcher(opts, user_agent, [r.url for r in requests])
