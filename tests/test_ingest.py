@@ -835,6 +835,28 @@ def test_when_every_worker_has_died_the_rest_is_analysed_in_the_main_process(
         assert stored(inline) == with_pool
 
 
+def _slow_parse(*args):  # type: ignore[no-untyped-def]
+    time.sleep(0.2)
+    return ORIGINAL_PARSE(*args)
+
+
+ORIGINAL_PARSE = ingest._parse_and_match
+
+
+@needs_pool
+def test_a_feeds_time_is_its_own_work_not_its_wait_for_a_worker(
+    tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest, "_parse_and_match", _slow_parse)
+    monkeypatch.setattr(ingest, "POOL_MAX_WORKERS", 2)
+    # 12 feeds of 0.2 s each on two workers: the last ones wait a second for a worker.
+    reports = ingest.fetch_feeds(watchlist(many_feeds(tmp_path)), store, now=NOW)
+    assert [r.result for r in reports] == ["new"] * 12
+    seconds = sorted(r.seconds for r in reports)
+    assert seconds[0] >= 0.2  # the parse is counted...
+    assert seconds[-1] < 0.6  # ...the queue is not
+
+
 def test_analysis_survives_the_trip_back_from_a_worker() -> None:
     import pickle
 

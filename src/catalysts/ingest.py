@@ -279,6 +279,7 @@ class _Analysis:
     title: str | None = None
     error: str | None = None  # why the body is not a usable feed
     warning: str | None = None  # ill-formed but readable (ParsedFeed.warning)
+    seconds: float = 0.0  # spent parsing and matching (not waiting for a worker)
 
 
 def _analyse(
@@ -291,6 +292,22 @@ def _analyse(
     rules: _Rules,
 ) -> _Analysis:
     """Parse and match one body; a parse failure is an `_Analysis` with an error, never raised."""
+    from dataclasses import replace
+
+    started = time.perf_counter()
+    analysis = _parse_and_match(body, url, content_type, now, feed_id, feed_title, rules)
+    return replace(analysis, seconds=time.perf_counter() - started)
+
+
+def _parse_and_match(
+    body: bytes,
+    url: str,
+    content_type: str | None,
+    now: datetime,
+    feed_id: str,
+    feed_title: str | None,
+    rules: _Rules,
+) -> _Analysis:
     from catalysts.feedparse import ParseError, parse_feed
 
     try:
@@ -319,10 +336,11 @@ def _record(
     *,
     now: datetime,
     failures: int,
-    started: float,
 ) -> FetchReport:
     """Store one feed's outcome (one transaction) and say what happened."""
-    seconds = _secs(response, started)
+    # The feed's own time: its download or read, and its parse and match; not its wait for
+    # a worker, which says more about the other feeds.
+    seconds = response.seconds + (analysis.seconds if analysis else 0.0)
     if response.result == "not-modified":
         store.record_fetch(feed, at=now, result="not-modified")
         return FetchReport(feed.id, "not-modified", seconds=seconds)
@@ -428,14 +446,12 @@ def _read_and_analyse(
     from catalysts import http
 
     response = http.read_file(request, max_bytes)
-    # The caller needs the outcome, not the document. Its clock, started when the feed was
-    # handed out, covers the read.
     if not response.ok or response.body is None:
-        return replace(response, seconds=0.0), None
+        return response, None
     analysis = _analyse(
         response.body, response.url, response.content_type, now, request.feed_id, title, rules
     )
-    return replace(response, body=b"", seconds=0.0), analysis
+    return replace(response, body=b""), analysis  # the caller needs the outcome, not the bytes
 
 
 def _pool(n_feeds: int, rules: _Rules) -> Pool | None:
@@ -513,7 +529,7 @@ def _run_pipeline(
 
     max_bytes = (options or http.HttpOptions()).max_bytes
 
-    def finish(response: Response, analysis: _Analysis | None, started: float) -> None:
+    def finish(response: Response, analysis: _Analysis | None) -> None:
         feed = by_id[response.feed_id]
         report(
             _record(
@@ -524,7 +540,6 @@ def _run_pipeline(
                 hashes,
                 now=now,
                 failures=failures.get(feed.id, 0),
-                started=started,
             )
         )
 
@@ -553,7 +568,6 @@ def _run_pipeline(
 
     def analyse(job: Request | Response) -> None:
         nonlocal pending
-        started = time.perf_counter()
         if pool is not None:
             title = by_id[job.feed_id].title
             if isinstance(job, http.Request):
@@ -564,12 +578,12 @@ def _run_pipeline(
                 args = (job.body, job.url, job.content_type, now, job.feed_id, title)
 
             def done(status: Status, value: Any) -> None:
-                inbox.put(("analysed", (job, status, value, started)))
+                inbox.put(("analysed", (job, status, value)))
 
             if pool.submit(fn, args, done):
                 pending += 1
                 return
-        finish(*analyse_here(job), started)
+        finish(*analyse_here(job))
 
     # The store work below holds the GIL for a few ms per feed, and a thread that wants it
     # back waits up to a switch interval (5 ms by default): the http thread's event loop,
@@ -599,14 +613,13 @@ def _run_pipeline(
                 http_done = True
             elif kind == "analysed":
                 pending -= 1
-                job, status, value, started = payload
-                finish(*from_worker(job, status, value), started)
+                finish(*from_worker(*payload))
             elif payload.feed_id in by_id and payload.feed_id not in seen:
                 seen.add(payload.feed_id)
                 if payload.ok and payload.body is not None:
                     analyse(payload)
                 else:
-                    finish(payload, None, time.perf_counter())
+                    finish(payload, None)
     finally:
         sys.setswitchinterval(switch_interval)
         if pool is not None:
@@ -656,10 +669,6 @@ def _reason(text: str) -> str:
     # One line, bounded: reasons come partly from servers and are shown in tables.
     line = " ".join(str(text).split())
     return line if len(line) <= MAX_REASON else line[: MAX_REASON - 1] + "…"
-
-
-def _secs(response: Response, started: float) -> float:
-    return response.seconds + (time.perf_counter() - started)
 
 
 def _iso(value: datetime | None) -> str:
