@@ -835,6 +835,31 @@ def test_when_every_worker_has_died_the_rest_is_analysed_in_the_main_process(
         assert stored(inline) == with_pool
 
 
+@needs_pool
+def test_workers_lost_before_the_first_feed_leave_the_whole_run_to_the_main_process(
+    tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed from outside (the OOM killer) right after the fork: every feed is analysed
+    # here, and stored only after the stored matches are in step with the rules.
+    real_pool = ingest._pool
+
+    def pool_then_kill(n_feeds, rules):  # type: ignore[no-untyped-def]
+        pool = real_pool(n_feeds, rules)
+        for worker in pool._workers:
+            os.kill(worker.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pool._workers and time.monotonic() < deadline:  # until the collector buries them
+            time.sleep(0.01)
+        return pool
+
+    monkeypatch.setattr(ingest, "_pool", pool_then_kill)
+    feeds = many_feeds(tmp_path)
+    reports = ingest.fetch_feeds(watchlist(feeds), store, now=NOW)
+    assert [r.result for r in reports] == ["new"] * len(feeds)
+    assert len(stored(store)) == 12 * 3
+    assert store.stale_rules(ingest.rule_hashes(watchlist(feeds))) == []
+
+
 def _slow_parse(*args):  # type: ignore[no-untyped-def]
     time.sleep(0.2)
     return ORIGINAL_PARSE(*args)

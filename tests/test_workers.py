@@ -41,6 +41,28 @@ def _unpicklable(_: object = None) -> object:
     return threading.Lock()
 
 
+PARENT = os.getpid()
+
+
+def _fail_in(where: str) -> None:
+    if (os.getpid() == PARENT) == (where == "parent"):
+        raise MemoryError(f"cannot load this in the {where}")
+
+
+class LoadsBadly:
+    """Pickles fine; unpickling fails in the parent or in a worker."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_fail_in, (self.where,))
+
+
+def _reply_the_parent_cannot_load() -> LoadsBadly:
+    return LoadsBadly("parent")
+
+
 def _slow(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
@@ -160,3 +182,37 @@ def test_close_without_wait_returns_at_once_and_the_workers_still_leave() -> Non
         time.sleep(0.02)
     assert [p.exitcode for p in processes] == [0, 0]
     assert not pool.submit(_echo, (0,), results.done("after"))
+
+
+def test_a_reply_the_parent_cannot_load_fails_that_task_and_the_others_run(pool: Pool) -> None:
+    results = Results()
+    pool.submit(_reply_the_parent_cannot_load, (), results.done("bad"))
+    for i in range(6):
+        pool.submit(_echo, (i,), results.done(f"t{i}"))
+    got = results.take(7)
+    assert got.pop("bad") == ("failed", "MemoryError")
+    assert {status for status, _ in got.values()} == {"ok"}
+
+
+def test_a_task_a_worker_cannot_load_fails_that_task_only(pool: Pool) -> None:
+    results = Results()
+    pool.submit(_echo, (LoadsBadly("worker"),), results.done("bad"))
+    got = results.take(1)
+    assert got["bad"] == ("failed", "MemoryError")
+    pids = {w.process.pid for w in pool._workers}
+    for i in range(6):
+        pool.submit(_echo, (i,), results.done(f"t{i}"))
+    assert {status for status, _ in results.take(6).values()} == {"ok"}
+    assert {w.process.pid for w in pool._workers} == pids  # no worker was lost
+
+
+def test_close_lets_running_tasks_finish_and_returns_waiting_ones_unrun() -> None:
+    pool = Pool(2, _setup, ("ready",))
+    processes = [w.process for w in pool._workers]
+    results = Results()
+    for i in range(5):
+        pool.submit(_slow, (0.3,), results.done(f"s{i}"))
+    pool.close()
+    got = results.take(5)
+    assert sorted(status for status, _ in got.values()) == ["ok", "ok", "unrun", "unrun", "unrun"]
+    assert [p.exitcode for p in processes] == [0, 0]

@@ -528,6 +528,13 @@ def _run_pipeline(
             inbox.put((_DONE, None))
 
     max_bytes = (options or http.HttpOptions()).max_bytes
+    hashes: Mapping[RuleKey, str] | None = None
+
+    def store_ready() -> Mapping[RuleKey, str]:
+        nonlocal hashes
+        if hashes is None:
+            hashes = prepare_store()
+        return hashes
 
     def finish(response: Response, analysis: _Analysis | None) -> None:
         feed = by_id[response.feed_id]
@@ -537,7 +544,7 @@ def _run_pipeline(
                 response,
                 analysis,
                 store,
-                hashes,
+                store_ready(),  # a feed analysed here may be stored before the loop starts
                 now=now,
                 failures=failures.get(feed.id, 0),
             )
@@ -606,7 +613,7 @@ def _run_pipeline(
                 analyse(request)
         # Overlapping the work above: re-matching an edited rule over a long history can take
         # a while, and the downloads need not wait for it.
-        hashes = prepare_store()
+        store_ready()
         while not http_done or pending:
             kind, payload = inbox.get()
             if kind is _DONE:

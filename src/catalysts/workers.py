@@ -94,25 +94,32 @@ class Pool:
                 return True
             worker = self._idle.pop()
             worker.task = task
-        self._send(worker)
+        # The bytes taken under the lock: should the worker die now, the collector may bury
+        # it and fail its task at any moment.
+        _send(worker.conn, task[0])
         return True
 
     def close(self, *, cancel: bool = False, wait: bool = True) -> None:
-        """Stop the workers once idle, or at once (`cancel`: tasks still running or waiting
-        are then reported as failed or unrun, to callbacks nobody may be reading).
+        """Stop the workers: each once its task is done, or at once with `cancel` (a task
+        still running is then reported as failed). Tasks still waiting come back unrun.
 
-        Without `wait`, the workers leave in the background: nothing is left to read
-        from them, and the caller need not wait for processes to exit.
+        Without `wait`, the workers leave in the background and the caller need not wait
+        for processes to exit.
         """
         with self._lock:
             self._closed = True
             workers = list(self._workers)
+            idle, self._idle = self._idle, []
+            orphans = list(self._waiting)
+            self._waiting.clear()
         for worker in workers:
             if cancel:
                 worker.process.terminate()
-            else:
-                with contextlib.suppress(OSError):  # already gone: the collector buries it
-                    worker.conn.send_bytes(_STOP)
+        if not cancel:
+            for worker in idle:  # the busy ones are stopped as they finish (_finish)
+                _send(worker.conn, _STOP)
+        for _, done in orphans:
+            done("unrun", None)
         if not wait:
             return
         collector = getattr(self, "_collector", None)  # None while __init__ is failing
@@ -140,21 +147,37 @@ class Pool:
                         status, value = worker.conn.recv()
                     except (EOFError, OSError):
                         self._bury(worker)
+                    except BaseException as exc:  # a reply this process cannot take in
+                        self._retire(worker, type(exc).__name__)
                     else:
                         self._finish(worker, status, value)
                 elif worker.process.sentinel in ready:
                     self._bury(worker)
 
     def _finish(self, worker: _Worker, status: Status, value: Any) -> None:
-        task = worker.task
         with self._lock:
-            worker.task = self._waiting.popleft() if self._waiting else None
-            if worker.task is None:
+            task = worker.task
+            if self._closed:
+                worker.task, data = None, _STOP
+            elif self._waiting:
+                worker.task = self._waiting.popleft()
+                data = worker.task[0]
+            else:
+                worker.task, data = None, None
                 self._idle.append(worker)
-        if worker.task is not None:
-            self._send(worker)
+        if data is not None:
+            _send(worker.conn, data)
         if task is not None:
             task[1](status, value)
+
+    def _retire(self, worker: _Worker, reason: str) -> None:
+        """Fail the worker's task and stop it: its pipe may have stopped mid-message (a
+        MemoryError), so nothing more is sent to it. It is buried when it has exited."""
+        with self._lock:
+            task, worker.task = worker.task, None
+        worker.process.kill()
+        if task is not None:
+            task[1]("failed", reason)
 
     def _bury(self, worker: _Worker) -> None:
         worker.process.join(timeout=1)
@@ -171,11 +194,11 @@ class Pool:
         for _, done in orphans:
             done("unrun", None)
 
-    def _send(self, worker: _Worker) -> None:
-        assert worker.task is not None
-        # One that died meanwhile: the collector fails its task when it buries it.
-        with contextlib.suppress(OSError):
-            worker.conn.send_bytes(worker.task[0])
+
+def _send(conn: Connection, data: bytes) -> None:
+    # A worker that died meanwhile: the collector fails its task when it buries it.
+    with contextlib.suppress(OSError):
+        conn.send_bytes(data)
 
 
 def _exit_reason(process: Any) -> str:
@@ -188,6 +211,10 @@ def _exit_reason(process: Any) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"exit code {code}"
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def _serve(
@@ -204,6 +231,8 @@ def _serve(
             task = conn.recv()
         except (EOFError, OSError):  # the parent is gone
             return
+        except Exception as exc:  # a task that cannot be unpickled here; it was read whole
+            task = (_raise, (exc,))
         if task is None:
             return
         fn, args = task
