@@ -571,6 +571,24 @@ def test_a_connect_timeout_while_the_ca_bundle_loads_fails_only_that_feed(
     ]
 
 
+def dead_name_server(
+    monkeypatch: pytest.MonkeyPatch, release: threading.Event, hold: float
+) -> None:
+    """Lookups of "dead*" hosts hang as on a dead name server (until `release` is set or
+    `hold` seconds pass, then fail); "alive.test" is 127.0.0.1."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(host).startswith("dead"):
+            release.wait(hold)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        if host == "alive.test":
+            host = "127.0.0.1"
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
 def test_lookups_stuck_on_a_dead_name_server_do_not_starve_other_feeds(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -580,17 +598,7 @@ def test_lookups_stuck_on_a_dead_name_server_do_not_starve_other_feeds(
     # asyncio's default executor on any machine: it has at most 32 threads.
     clear_proxy_env(monkeypatch)
     release = threading.Event()
-    real_getaddrinfo = socket.getaddrinfo
-
-    def getaddrinfo(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if str(host).startswith("dead"):
-            release.wait(10)
-            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        if host == "alive.test":
-            host = "127.0.0.1"
-        return real_getaddrinfo(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    dead_name_server(monkeypatch, release, 10)
     port = fault_server.base_url.rsplit(":", 1)[1]
     dead = [Request(f"d{i}", f"http://dead{i}.test/feed") for i in range(33)]
     # The healthy feed asks last, when every stuck lookup has been started.
@@ -617,17 +625,7 @@ def test_a_run_does_not_wait_for_lookups_stuck_on_a_dead_name_server(
     # stuck in one, so a run lasted as long as the resolver took to give up.
     clear_proxy_env(monkeypatch)
     release = threading.Event()
-    real_getaddrinfo = socket.getaddrinfo
-
-    def getaddrinfo(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if str(host).startswith("dead"):
-            release.wait(60)  # released only when the test ends
-            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        if host == "alive.test":
-            host = "127.0.0.1"
-        return real_getaddrinfo(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    dead_name_server(monkeypatch, release, 60)  # released only when the test ends
     port = fault_server.base_url.rsplit(":", 1)[1]
     requests = [
         *(Request(f"d{i}", f"http://dead{i}.test/feed") for i in range(3)),

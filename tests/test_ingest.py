@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from catalysts import ingest
+from catalysts import feedparse, ingest
 from catalysts.errors import CatalystsError
 from catalysts.models import FeedSpec, ItemSpec, Thesis, Watchlist
 from faultserver import fault_server, gzip_bomb  # noqa: F401 - the fixture
@@ -860,19 +860,19 @@ def test_workers_lost_before_the_first_feed_leave_the_whole_run_to_the_main_proc
     assert store.stale_rules(ingest.rule_hashes(watchlist(feeds))) == []
 
 
-def _slow_parse(*args):  # type: ignore[no-untyped-def]
+def _slow_parse(*args, **kwargs):  # type: ignore[no-untyped-def]
     time.sleep(0.2)
-    return ORIGINAL_PARSE(*args)
+    return ORIGINAL_PARSE(*args, **kwargs)
 
 
-ORIGINAL_PARSE = ingest._parse_and_match
+ORIGINAL_PARSE = feedparse.parse_feed
 
 
 @needs_pool
 def test_a_feeds_time_is_its_own_work_not_its_wait_for_a_worker(
     tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ingest, "_parse_and_match", _slow_parse)
+    monkeypatch.setattr(feedparse, "parse_feed", _slow_parse)
     monkeypatch.setattr(ingest, "POOL_MAX_WORKERS", 2)
     # 12 feeds of 0.2 s each on two workers: the last ones wait a second for a worker.
     reports = ingest.fetch_feeds(watchlist(many_feeds(tmp_path)), store, now=NOW)

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -292,39 +292,26 @@ def _analyse(
     rules: _Rules,
 ) -> _Analysis:
     """Parse and match one body; a parse failure is an `_Analysis` with an error, never raised."""
-    from dataclasses import replace
+    from catalysts.feedparse import ParseError, parse_feed
+    from catalysts.store import prepare_entries
 
     started = time.perf_counter()
-    analysis = _parse_and_match(body, url, content_type, now, feed_id, feed_title, rules)
-    return replace(analysis, seconds=time.perf_counter() - started)
-
-
-def _parse_and_match(
-    body: bytes,
-    url: str,
-    content_type: str | None,
-    now: datetime,
-    feed_id: str,
-    feed_title: str | None,
-    rules: _Rules,
-) -> _Analysis:
-    from catalysts.feedparse import ParseError, parse_feed
-
     try:
         parsed = parse_feed(body, url=url, content_type=content_type, now=now)
     except ParseError as exc:
-        return _Analysis(error=_reason(str(exc)))
+        analysis = _Analysis(error=_reason(str(exc)))
     except RecursionError:
-        return _Analysis(error="not a usable feed: nesting too deep")
+        analysis = _Analysis(error="not a usable feed: nesting too deep")
     except Exception as exc:  # a parser bug must not cost the other feeds their run
-        return _Analysis(error=_reason(f"could not parse the feed ({type(exc).__name__}: {exc})"))
-    from catalysts.store import prepare_entries
-
-    entries = _unique(parsed.entries)
-    matches = _match(entries, feed_id, parsed.title or feed_title, rules)
-    return _Analysis(
-        entries=prepare_entries(entries, matches), title=parsed.title, warning=parsed.warning
-    )
+        reason = f"could not parse the feed ({type(exc).__name__}: {exc})"
+        analysis = _Analysis(error=_reason(reason))
+    else:
+        entries = _unique(parsed.entries)
+        matches = _match(entries, feed_id, parsed.title or feed_title, rules)
+        analysis = _Analysis(
+            entries=prepare_entries(entries, matches), title=parsed.title, warning=parsed.warning
+        )
+    return replace(analysis, seconds=time.perf_counter() - started)
 
 
 def _record(
@@ -441,8 +428,6 @@ def _read_and_analyse(
 ) -> tuple[Response, _Analysis | None]:
     """A local feed read and analysed: (its response, without the bytes, and the analysis,
     None when the file could not be read)."""
-    from dataclasses import replace
-
     from catalysts import http
 
     response = http.read_file(request, max_bytes)
