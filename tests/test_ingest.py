@@ -882,6 +882,23 @@ def test_a_feeds_time_is_its_own_work_not_its_wait_for_a_worker(
     assert seconds[-1] < 0.6  # ...the queue is not
 
 
+def _slow_then_crash(body, url, content_type, now, feed_id, title, rules):  # type: ignore[no-untyped-def]
+    if feed_id == "boom":
+        time.sleep(0.3)
+    return _crash_on_boom(body, url, content_type, now, feed_id, title, rules)
+
+
+@needs_pool
+def test_a_feed_whose_worker_dies_reports_the_time_it_took(
+    tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest, "_analyse", _slow_then_crash)
+    feeds = [file_feed(tmp_path, "boom", numbered(2)), *many_feeds(tmp_path)]
+    reports = by_id(ingest.fetch_feeds(watchlist(feeds), store, now=NOW))
+    assert reports["boom"].result == "error"
+    assert reports["boom"].seconds >= 0.3
+
+
 def test_analysis_survives_the_trip_back_from_a_worker() -> None:
     import pickle
 

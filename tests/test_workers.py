@@ -73,9 +73,14 @@ class Results:
 
     def __init__(self) -> None:
         self.inbox: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+        self.seconds: dict[str, float] = {}
 
     def done(self, name: str) -> Any:
-        return lambda status, value: self.inbox.put((name, status, value))
+        def record(status: str, value: Any, seconds: float) -> None:
+            self.seconds[name] = seconds
+            self.inbox.put((name, status, value))
+
+        return record
 
     def take(self, n: int, timeout: float = 20) -> dict[str, tuple[str, Any]]:
         got = {}
@@ -166,6 +171,38 @@ def test_close_waits_for_idle_workers_and_cancel_stops_busy_ones_at_once() -> No
     got = results.take(4)
     assert sorted(status for status, _ in got.values()) == ["failed", "failed", "unrun", "unrun"]
     assert not busy.submit(_echo, (0,), results.done("after"))
+
+
+def _slow_then_die(seconds: float) -> None:
+    time.sleep(seconds)
+    _die()
+
+
+def test_each_outcome_comes_with_the_time_its_task_ran(pool: Pool) -> None:
+    results = Results()
+    pool.submit(_slow, (0.3,), results.done("slow"))
+    pool.submit(_slow_then_die, (0.3,), results.done("dies"))
+    pool.submit(_slow, (0.0,), results.done("waits"))  # for one of those two
+    got = results.take(3)
+    assert got["slow"] == ("ok", 0.3)
+    assert got["dies"] == ("failed", "the worker process died: SIGSEGV")
+    assert results.seconds["slow"] >= 0.3
+    assert results.seconds["dies"] >= 0.3
+    assert results.seconds["waits"] < 0.25  # its wait for a worker is not counted
+
+
+def test_a_callback_that_raises_is_shown_and_the_pool_carries_on(
+    pool: Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(status: str, value: Any, seconds: float) -> None:
+        raise RuntimeError("a bug in the caller")
+
+    pool.submit(_echo, (0,), broken)
+    results = Results()
+    for i in range(4):
+        pool.submit(_echo, (i,), results.done(f"t{i}"))
+    assert {status for status, _ in results.take(4).values()} == {"ok"}
+    assert "RuntimeError: a bug in the caller" in capsys.readouterr().err
 
 
 def test_close_without_wait_returns_at_once_and_the_workers_still_leave() -> None:

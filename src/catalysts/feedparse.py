@@ -358,6 +358,11 @@ class _GiveUp(Exception):
     """The document holds something the replay does not model: feedparser must parse it."""
 
 
+def warm_up() -> None:
+    """Import and build what parsing needs, which takes a while the first time."""
+    _fp()
+
+
 @functools.cache
 def _fp() -> SimpleNamespace:
     """feedparser's tables and helpers, imported on first use (feedparser is slow to import)."""

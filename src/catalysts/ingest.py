@@ -403,6 +403,11 @@ def _init_worker(rules: _Rules) -> None:
     # (Rich's progress refresh): a worker never writes to the inherited streams.
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
     warnings.simplefilter("ignore")
+    # What parsing imports on first use (feedparser: ~80 ms), before the first feed's clock
+    # starts, and while the first downloads are still under way.
+    from catalysts.feedparse import warm_up
+
+    warm_up()
     # A parent killed outright (SIGKILL) tells its workers nothing: they leave when their
     # pipe reaches end-of-file (workers.Pool).
     global _worker_rules
@@ -544,7 +549,7 @@ def _run_pipeline(
         return job, _analyse(job.body, job.url, job.content_type, now, job.feed_id, title, rules)
 
     def from_worker(
-        job: Request | Response, status: Status, value: Any
+        job: Request | Response, status: Status, value: Any, seconds: float
     ) -> tuple[Response, _Analysis | None]:
         if status == "unrun":  # no worker was left to run it
             return analyse_here(job)
@@ -553,8 +558,9 @@ def _run_pipeline(
             return value if local_job else (job, value)  # type: ignore[return-value]
         error = _reason(f"could not parse the feed ({value})")
         if local_job:
-            return http.Response(job.feed_id, job.url, "error", error=error), None
-        return job, _Analysis(error=error)  # type: ignore[return-value]
+            failed = http.Response(job.feed_id, job.url, "error", error=error, seconds=seconds)
+            return failed, None
+        return job, _Analysis(error=error, seconds=seconds)  # type: ignore[return-value]
 
     pending = 0
 
@@ -569,8 +575,8 @@ def _run_pipeline(
                 fn = _analyse_in_worker
                 args = (job.body, job.url, job.content_type, now, job.feed_id, title)
 
-            def done(status: Status, value: Any) -> None:
-                inbox.put(("analysed", (job, status, value)))
+            def done(status: Status, value: Any, seconds: float) -> None:
+                inbox.put(("analysed", (job, status, value, seconds)))
 
             if pool.submit(fn, args, done):
                 pending += 1

@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import signal
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
@@ -26,26 +28,29 @@ from typing import Any, Literal
 
 # What became of a task: "ok" with its result; "failed" with a reason (the function raised,
 # or the worker died running it); "unrun" when the last worker died before it started.
+# Then the seconds from its start in a worker to that outcome (0 when unrun).
 Status = Literal["ok", "failed", "unrun"]
-Done = Callable[[Status, Any], None]
+Done = Callable[[Status, Any, float], None]
 
 _STOP = ForkingPickler.dumps(None)
 
 
 class _Worker:
-    __slots__ = ("conn", "process", "task")
+    __slots__ = ("conn", "process", "started", "task")
 
     def __init__(self, process: Any, conn: Connection) -> None:
         self.process = process
         self.conn = conn
         self.task: tuple[bytes, Done] | None = None
+        self.started = 0.0  # when it was given its task
 
 
 class Pool:
     """`workers` forked processes, each set up by `initializer(*initargs)` once.
 
-    `submit` queues a call; its `done` callback runs on the pool's collector thread, once.
-    Raises OSError when the processes cannot be started (none is left running then).
+    `submit` queues a call; its `done` callback runs on the pool's collector thread, once
+    (on the caller's, for tasks still waiting at `close`). Raises OSError when the
+    processes cannot be started (none is left running then).
     """
 
     def __init__(
@@ -83,8 +88,8 @@ class Pool:
         self._collector.start()
 
     def submit(self, fn: Callable[..., Any], args: Sequence[Any], done: Done) -> bool:
-        """Run `fn(*args)` in a worker, then `done(status, value)`; False (and no call to
-        `done`) when no worker is left to run it."""
+        """Run `fn(*args)` in a worker, then `done(status, value, seconds)`; False (and no
+        call to `done`) when no worker is left to run it."""
         task = (ForkingPickler.dumps((fn, tuple(args))), done)
         with self._lock:
             if self._closed or not self._workers:
@@ -93,7 +98,7 @@ class Pool:
                 self._waiting.append(task)
                 return True
             worker = self._idle.pop()
-            worker.task = task
+            worker.task, worker.started = task, time.perf_counter()
         # The bytes taken under the lock: should the worker die now, the collector may bury
         # it and fail its task at any moment.
         _send(worker.conn, task[0])
@@ -104,7 +109,8 @@ class Pool:
         still running is then reported as failed). Tasks still waiting come back unrun.
 
         Without `wait`, the workers leave in the background and the caller need not wait
-        for processes to exit.
+        for processes to exit. With it, a task still running after 5 s is killed, and its
+        callback may come after `close` returns.
         """
         with self._lock:
             self._closed = True
@@ -119,7 +125,7 @@ class Pool:
             for worker in idle:  # the busy ones are stopped as they finish (_finish)
                 _send(worker.conn, _STOP)
         for _, done in orphans:
-            done("unrun", None)
+            _call(done, "unrun", None, 0.0)
         if not wait:
             return
         collector = getattr(self, "_collector", None)  # None while __init__ is failing
@@ -156,11 +162,11 @@ class Pool:
 
     def _finish(self, worker: _Worker, status: Status, value: Any) -> None:
         with self._lock:
-            task = worker.task
+            task, seconds = worker.task, time.perf_counter() - worker.started
             if self._closed:
                 worker.task, data = None, _STOP
             elif self._waiting:
-                worker.task = self._waiting.popleft()
+                worker.task, worker.started = self._waiting.popleft(), time.perf_counter()
                 data = worker.task[0]
             else:
                 worker.task, data = None, None
@@ -168,7 +174,7 @@ class Pool:
         if data is not None:
             _send(worker.conn, data)
         if task is not None:
-            task[1](status, value)
+            _call(task[1], status, value, seconds)
 
     def _retire(self, worker: _Worker, reason: str) -> None:
         """Fail the worker's task and stop it: its pipe may have stopped mid-message (a
@@ -177,7 +183,7 @@ class Pool:
             task, worker.task = worker.task, None
         worker.process.kill()
         if task is not None:
-            task[1]("failed", reason)
+            _call(task[1], "failed", reason, time.perf_counter() - worker.started)
 
     def _bury(self, worker: _Worker) -> None:
         worker.process.join(timeout=1)
@@ -190,9 +196,17 @@ class Pool:
             if orphans:
                 self._waiting.clear()
         if task is not None:
-            task[1]("failed", f"the worker process died: {_exit_reason(worker.process)}")
+            reason = f"the worker process died: {_exit_reason(worker.process)}"
+            _call(task[1], "failed", reason, time.perf_counter() - worker.started)
         for _, done in orphans:
-            done("unrun", None)
+            _call(done, "unrun", None, 0.0)
+
+
+def _call(done: Done, status: Status, value: Any, seconds: float) -> None:
+    try:
+        done(status, value, seconds)
+    except BaseException:  # the caller's bug: shown, and the other tasks' callbacks still run
+        sys.excepthook(*sys.exc_info())
 
 
 def _send(conn: Connection, data: bytes) -> None:
