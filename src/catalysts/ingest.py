@@ -15,6 +15,7 @@ is re-matched over the stored history, so editing a rule needs no refetch.
 
 from __future__ import annotations
 
+import functools
 import queue
 import sys
 import threading
@@ -157,6 +158,7 @@ def fetch_feeds(
     feeds = select_feeds(watchlist, only)
     rules = _compile(watchlist)  # parses every rule: once per run
 
+    @functools.cache  # once per run, by whichever needs it first
     def prepare_store() -> dict[RuleKey, str]:
         hashes = rule_hashes(watchlist, rules.ruleset)
         sync_matches(watchlist, store, hashes)
@@ -408,40 +410,39 @@ def _init_worker(rules: _Rules) -> None:
     from catalysts.feedparse import warm_up
 
     warm_up()
-    # A parent killed outright (SIGKILL) tells its workers nothing: they leave when their
-    # pipe reaches end-of-file (workers.Pool).
     global _worker_rules
     _worker_rules = rules
+    # A parent killed outright (SIGKILL) tells its workers nothing: they leave when their
+    # pipe reaches end-of-file (workers.Pool).
 
 
-def _analyse_in_worker(
-    body: bytes, url: str, content_type: str | None, now: datetime, feed_id: str, title: str | None
-) -> _Analysis:
+def _in_worker(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args, rules)` in a pool worker, with the rules it inherited at the fork."""
     assert _worker_rules is not None
-    return _analyse(body, url, content_type, now, feed_id, title, _worker_rules)
+    return fn(*args, _worker_rules)
 
 
-def _read_and_analyse_in_worker(
-    request: Request, max_bytes: int, now: datetime, title: str | None
-) -> tuple[Response, _Analysis | None]:
-    assert _worker_rules is not None
-    return _read_and_analyse(request, max_bytes, now, title, _worker_rules)
+def _analyse_response(
+    response: Response, now: datetime, title: str | None, rules: _Rules
+) -> tuple[Response, _Analysis]:
+    """A fetched body analysed: (its response, without the bytes, and the analysis)."""
+    assert response.body is not None
+    analysis = _analyse(
+        response.body, response.url, response.content_type, now, response.feed_id, title, rules
+    )
+    return replace(response, body=b""), analysis  # the caller needs the outcome, not the bytes
 
 
 def _read_and_analyse(
     request: Request, max_bytes: int, now: datetime, title: str | None, rules: _Rules
 ) -> tuple[Response, _Analysis | None]:
-    """A local feed read and analysed: (its response, without the bytes, and the analysis,
-    None when the file could not be read)."""
+    """A local feed read and analysed; no analysis when the file could not be read."""
     from catalysts import http
 
     response = http.read_file(request, max_bytes)
     if not response.ok or response.body is None:
         return response, None
-    analysis = _analyse(
-        response.body, response.url, response.content_type, now, request.feed_id, title, rules
-    )
-    return replace(response, body=b""), analysis  # the caller needs the outcome, not the bytes
+    return _analyse_response(response, now, title, rules)
 
 
 def _pool(n_feeds: int, rules: _Rules) -> Pool | None:
@@ -471,7 +472,7 @@ def _run_pipeline(
     by_id: Mapping[str, FeedSpec],
     store: Store,
     rules: _Rules,
-    prepare_store: Callable[[], Mapping[RuleKey, str]],
+    prepare_store: Callable[[], Mapping[RuleKey, str]],  # cached: runs once
     *,
     now: datetime,
     failures: Mapping[str, int],
@@ -518,13 +519,6 @@ def _run_pipeline(
             inbox.put((_DONE, None))
 
     max_bytes = (options or http.HttpOptions()).max_bytes
-    hashes: Mapping[RuleKey, str] | None = None
-
-    def store_ready() -> Mapping[RuleKey, str]:
-        nonlocal hashes
-        if hashes is None:
-            hashes = prepare_store()
-        return hashes
 
     def finish(response: Response, analysis: _Analysis | None) -> None:
         feed = by_id[response.feed_id]
@@ -534,51 +528,48 @@ def _run_pipeline(
                 response,
                 analysis,
                 store,
-                store_ready(),  # a feed analysed here may be stored before the loop starts
+                prepare_store(),  # a feed analysed here may be stored before the loop starts
                 now=now,
                 failures=failures.get(feed.id, 0),
             )
         )
 
-    # A job is a local file's Request (read and analysed in one go) or a fetched Response.
-    def analyse_here(job: Request | Response) -> tuple[Response, _Analysis | None]:
+    # A job is a local file's Request (read and analysed in one go) or a fetched Response:
+    # the call that analyses it, but for the rules (a worker has its own).
+    def work_for(job: Request | Response) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         title = by_id[job.feed_id].title
         if isinstance(job, http.Request):
-            return _read_and_analyse(job, max_bytes, now, title, rules)
-        assert job.body is not None
-        return job, _analyse(job.body, job.url, job.content_type, now, job.feed_id, title, rules)
+            return _read_and_analyse, (job, max_bytes, now, title)
+        return _analyse_response, (job, now, title)
+
+    def analyse_here(job: Request | Response) -> tuple[Response, _Analysis | None]:
+        fn, args = work_for(job)
+        return fn(*args, rules)  # type: ignore[no-any-return]
 
     def from_worker(
         job: Request | Response, status: Status, value: Any, seconds: float
     ) -> tuple[Response, _Analysis | None]:
+        if status == "ok":
+            return value  # type: ignore[no-any-return]
         if status == "unrun":  # no worker was left to run it
             return analyse_here(job)
-        local_job = isinstance(job, http.Request)
-        if status == "ok":
-            return value if local_job else (job, value)  # type: ignore[return-value]
         error = _reason(f"could not parse the feed ({value})")
-        if local_job:
+        if isinstance(job, http.Request):
             failed = http.Response(job.feed_id, job.url, "error", error=error, seconds=seconds)
             return failed, None
-        return job, _Analysis(error=error, seconds=seconds)  # type: ignore[return-value]
+        return job, _Analysis(error=error, seconds=seconds)
 
     pending = 0
 
     def analyse(job: Request | Response) -> None:
         nonlocal pending
         if pool is not None:
-            title = by_id[job.feed_id].title
-            if isinstance(job, http.Request):
-                fn: Callable[..., Any] = _read_and_analyse_in_worker
-                args: tuple[Any, ...] = (job, max_bytes, now, title)
-            else:
-                fn = _analyse_in_worker
-                args = (job.body, job.url, job.content_type, now, job.feed_id, title)
 
             def done(status: Status, value: Any, seconds: float) -> None:
                 inbox.put(("analysed", (job, status, value, seconds)))
 
-            if pool.submit(fn, args, done):
+            fn, args = work_for(job)
+            if pool.submit(_in_worker, (fn, *args), done):
                 pending += 1
                 return
         finish(*analyse_here(job))
@@ -604,7 +595,7 @@ def _run_pipeline(
                 analyse(request)
         # Overlapping the work above: re-matching an edited rule over a long history can take
         # a while, and the downloads need not wait for it.
-        store_ready()
+        prepare_store()
         while not http_done or pending:
             kind, payload = inbox.get()
             if kind is _DONE:
