@@ -162,8 +162,6 @@ def fetch_all(
     """
     import concurrent.futures
 
-    opts = options or HttpOptions()
-
     async def main() -> list[Response]:
         loop = asyncio.get_running_loop()
         # create_connection resolves names through loop.getaddrinfo, i.e. in the default
@@ -172,7 +170,7 @@ def fetch_all(
         # lookup, and asyncio.run waits for them all before it returns. Our lookups each get a
         # daemon thread instead, which nothing waits for.
         loop.getaddrinfo = functools.partial(_lookup, loop)  # type: ignore[method-assign]
-        return await fetch_all_async(requests, user_agent, opts, on_response)
+        return await fetch_all_async(requests, user_agent, options, on_response)
 
     try:
         asyncio.get_running_loop()
@@ -1208,12 +1206,12 @@ def read_file(request: Request, max_bytes: int) -> Response:
     try:
         path = _local_path(request.url)
         data = _read_capped(path, max_bytes)
+        if not data:
+            raise _Failure("empty file")
     except _Failure as failure:
         return _error(request, failure.reason, seconds=time.monotonic() - started)
     except Exception as exc:  # e.g. file://[::1/x, which fetch would report the same way
         return _error(request, _unexpected(exc), seconds=time.monotonic() - started)
-    if not data:
-        return _error(request, "empty file", seconds=time.monotonic() - started)
     return Response(
         feed_id=request.feed_id,
         url=request.url,

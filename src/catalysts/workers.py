@@ -118,10 +118,10 @@ class Pool:
             idle, self._idle = self._idle, []
             orphans = list(self._waiting)
             self._waiting.clear()
-        for worker in workers:
-            if cancel:
+        if cancel:
+            for worker in workers:
                 worker.process.terminate()
-        if not cancel:
+        else:
             for worker in idle:  # the busy ones are stopped as they finish (_finish)
                 _send(worker.conn, _STOP)
         for _, done in orphans:
