@@ -15,12 +15,13 @@ is re-matched over the stored history, so editing a rule needs no refetch.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import islice
@@ -199,18 +200,19 @@ def fetch_feeds(
         )
 
     if requests:
-        _run_pipeline(
-            requests,
-            {f.id: f for f in feeds if f.id not in reports},
-            store,
-            rules,
-            prepare_store,
-            now=now,
-            failures={h.id: h.consecutive_failures for h in health.values()},
-            report=report,
-            user_agent=http.resolve_user_agent(watchlist.settings.user_agent),
-            options=http_options,
-        )
+        with _out_of_the_collectors_sight():
+            _run_pipeline(
+                requests,
+                {f.id: f for f in feeds if f.id not in reports},
+                store,
+                rules,
+                prepare_store,
+                now=now,
+                failures={h.id: h.consecutive_failures for h in health.values()},
+                report=report,
+                user_agent=http.resolve_user_agent(watchlist.settings.user_agent),
+                options=http_options,
+            )
     else:
         prepare_store()
     for feed in feeds:  # http promised one response per request; do not trust it blindly
@@ -443,6 +445,25 @@ def _read_and_analyse(
     if not response.ok or response.body is None:
         return response, None
     return _analyse_response(response, now, title, rules)
+
+
+@contextlib.contextmanager
+def _out_of_the_collectors_sight() -> Iterator[None]:
+    """The objects alive now frozen (`gc.freeze`) for the run, as the gc docs advise
+    before a fork: the workers inherit them all, and a full collection there -- or here,
+    while the workers share these pages -- would walk every one of them and copy each
+    page it writes to (35-52 ms in a worker of a 0.4 s run, where one happened). What
+    the run itself leaves as garbage is collected as usual."""
+    import gc
+
+    if gc.get_freeze_count():  # the application freezes its own: not ours to undo
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _pool(n_feeds: int, rules: _Rules) -> Pool | None:
