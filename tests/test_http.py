@@ -227,6 +227,27 @@ def test_a_non_ascii_host_is_ascii_for_dns_proxy_bypass_and_cookies(
     asyncio.run(main())
 
 
+def test_a_proxy_that_cannot_be_reached_is_named_in_the_error_not_the_feeds_host(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FaultServer() as gone:
+        port = gone.base_url.rsplit(":", 1)[1]  # free once the server is gone
+    use_proxy(monkeypatch, f"http://me:secret@127.0.0.1:{port}")
+    refused = fetch_one("http://feeds.example/feed", replace(FAST, retries=0))
+    assert refused.error == f"cannot reach the proxy 127.0.0.1:{port}: connection refused"
+
+    release = threading.Event()
+    release.set()  # "dead*" names fail at once
+    dead_name_server(monkeypatch, release, 0)
+    use_proxy(monkeypatch, "http://dead-proxy.corp:3128")
+    unresolved = fetch_one("http://feeds.example/feed", replace(FAST, retries=0))
+    assert unresolved.error == (
+        "cannot reach the proxy dead-proxy.corp:3128: cannot resolve host dead-proxy.corp"
+    )
+    assert "secret" not in (refused.error or "") + (unresolved.error or "")
+    assert fault_server.requests() == []
+
+
 def test_a_host_name_idna_2008_refuses_is_an_error(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -601,9 +601,19 @@ class _Fetcher:
         if parts.scheme.lower() not in ("http", "https"):
             raise _Failure(f"unsupported proxy scheme {_shorten(parts.scheme)}")
         proxy_tls = await self._load_tls() if parts.scheme.lower() == "https" else None
-        connection = await self._dial(
-            origin, parts.hostname or "", parts.port or (443 if proxy_tls else 80), proxy_tls
-        )
+        proxy_host, proxy_port = parts.hostname or "", parts.port or (443 if proxy_tls else 80)
+        try:
+            connection = await self._dial(origin, proxy_host, proxy_port, proxy_tls)
+        except OSError as exc:
+            # The proxy is what failed, not the feed's host: a user who reads "cannot resolve
+            # host coindesk.com" for every feed looks in the wrong place. (Host and port
+            # only: the proxy's URL may carry credentials.)
+            shown = f"[{proxy_host}]" if ":" in proxy_host else proxy_host
+            where = _shorten(f"{shown}:{proxy_port}")
+            reason = _connect_reason(exc, proxy)
+            raise _Failure(
+                f"cannot reach the proxy {where}: {reason}", retryable=not _unknown_host(exc)
+            ) from exc
         try:
             return await self._through_proxy(connection, parts, budget)
         except BaseException:
