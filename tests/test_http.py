@@ -230,22 +230,51 @@ def test_a_non_ascii_host_is_ascii_for_dns_proxy_bypass_and_cookies(
 def test_a_proxy_that_cannot_be_reached_is_named_in_the_error_not_the_feeds_host(
     fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    once = replace(FAST, retries=0)
     with FaultServer() as gone:
         port = gone.base_url.rsplit(":", 1)[1]  # free once the server is gone
     use_proxy(monkeypatch, f"http://me:secret@127.0.0.1:{port}")
-    refused = fetch_one("http://feeds.example/feed", replace(FAST, retries=0))
-    assert refused.error == f"cannot reach the proxy 127.0.0.1:{port}: connection refused"
+    refused = fetch_one("http://feeds.example/feed", once).error
+    assert refused == f"proxy 127.0.0.1:{port}: connection refused"
 
     release = threading.Event()
     release.set()  # "dead*" names fail at once
     dead_name_server(monkeypatch, release, 0)
-    use_proxy(monkeypatch, "http://dead-proxy.corp:3128")
-    unresolved = fetch_one("http://feeds.example/feed", replace(FAST, retries=0))
-    assert unresolved.error == (
-        "cannot reach the proxy dead-proxy.corp:3128: cannot resolve host dead-proxy.corp"
-    )
-    assert "secret" not in (refused.error or "") + (unresolved.error or "")
+    use_proxy(monkeypatch, "http://me:secret@dead-proxy.corp:3128")
+    unresolved = fetch_one("http://feeds.example/feed", once).error
+    assert unresolved == "proxy dead-proxy.corp:3128: cannot resolve host dead-proxy.corp"
+
+    # Proxy URLs that name no proxy to dial say so, and nothing more.
+    invalid = []
+    for url in ("http://me:secret@:3128", "http://me:secret@", "http://me:secret@proxy:port"):
+        use_proxy(monkeypatch, url)
+        invalid.append(fetch_one("http://feeds.example/feed", once).error)
+    assert invalid == [
+        "invalid proxy URL: no host",
+        "invalid proxy URL: no host",
+        "invalid proxy URL: bad port",
+    ]
+    assert not any("secret" in (e or "") for e in [refused, unresolved, *invalid])
     assert fault_server.requests() == []
+
+
+def test_a_proxy_that_drops_connections_is_named_in_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def silent(*args: object) -> None:  # as a firewall that drops the SYN
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(_Fetcher, "_dial", silent)
+    use_proxy(monkeypatch, "http://me:secret@[::1]:3128", "all_proxy")
+    options = replace(FAST, retries=0, connect_timeout=0.2)
+    for url in ("http://feeds.example/feed", "https://feeds.example/feed"):
+        assert fetch_one(url, options).error == (
+            "timed out after 0.2s (connect, through proxy [::1]:3128)"
+        )
+    clear_proxy_env(monkeypatch)
+    assert fetch_one("http://feeds.example/feed", options).error == (
+        "timed out after 0.2s (connect)"
+    )
 
 
 def test_a_host_name_idna_2008_refuses_is_an_error(

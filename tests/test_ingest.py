@@ -799,19 +799,21 @@ def test_workers_inherit_a_frozen_heap_and_the_run_thaws_only_its_own_freeze(
     monkeypatch.setattr(ingest, "_analyse", _frozen_count_as_title)
     wl = watchlist(many_feeds(tmp_path))
     assert gc.get_freeze_count() == 0
-    for run in ("ours", "the caller's"):
-        with Store.open(tmp_path / f"{run}.db") as s:
-            ingest.fetch_feeds(wl, s, now=NOW)
-        with contextlib.closing(sqlite3.connect(tmp_path / f"{run}.db")) as db:
-            titles = {title for (title,) in db.execute("SELECT title FROM feeds")}
-        assert len(titles) >= 1
-        # What the parent had when it forked, out of the workers' collections.
-        assert all(t.startswith("worker ") and int(t.split()[1]) > 1000 for t in titles)
-        if run == "ours":
-            assert gc.get_freeze_count() == 0  # the parent collects as before the run
-            gc.freeze()  # next: a caller that freezes its own heap keeps it frozen
-    assert gc.get_freeze_count() > 1000  # (less what refcounting freed meanwhile)
-    gc.unfreeze()
+    try:
+        for run in ("ours", "the caller's"):
+            with Store.open(tmp_path / f"{run}.db") as s:
+                ingest.fetch_feeds(wl, s, now=NOW)
+            with contextlib.closing(sqlite3.connect(tmp_path / f"{run}.db")) as db:
+                titles = {title for (title,) in db.execute("SELECT title FROM feeds")}
+            assert len(titles) >= 1
+            # What the parent had when it forked, out of the workers' collections.
+            assert all(t.startswith("worker ") and int(t.split()[1]) > 1000 for t in titles)
+            if run == "ours":
+                assert gc.get_freeze_count() == 0  # the parent collects as before the run
+                gc.freeze()  # next: a caller that freezes its own heap keeps it frozen
+        assert gc.get_freeze_count() > 1000  # (less what refcounting freed meanwhile)
+    finally:
+        gc.unfreeze()  # the rest of the session collects as usual, whatever happened
 
 
 @needs_pool

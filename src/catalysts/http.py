@@ -588,8 +588,11 @@ class _Fetcher:
                 raise
             if remaining < connect_timeout:
                 raise _total_timeout(self.options.total_timeout) from None
+            proxy = self._proxy(origin.host, origin.https)
+            # A proxy that drops connections silently is a common outage: name it.
+            through = f", through proxy {_proxy_address(urlsplit(proxy))[2]}" if proxy else ""
             raise _Failure(
-                f"timed out after {_secs(connect_timeout)} (connect)", retryable=True
+                f"timed out after {_secs(connect_timeout)} (connect{through})", retryable=True
             ) from None
 
     async def _open(self, origin: _Origin, budget: _Budget) -> _Connection:
@@ -601,19 +604,14 @@ class _Fetcher:
         if parts.scheme.lower() not in ("http", "https"):
             raise _Failure(f"unsupported proxy scheme {_shorten(parts.scheme)}")
         proxy_tls = await self._load_tls() if parts.scheme.lower() == "https" else None
-        proxy_host, proxy_port = parts.hostname or "", parts.port or (443 if proxy_tls else 80)
+        host, port, where = _proxy_address(parts)
         try:
-            connection = await self._dial(origin, proxy_host, proxy_port, proxy_tls)
+            connection = await self._dial(origin, host, port, proxy_tls)
         except OSError as exc:
             # The proxy is what failed, not the feed's host: a user who reads "cannot resolve
-            # host coindesk.com" for every feed looks in the wrong place. (Host and port
-            # only: the proxy's URL may carry credentials.)
-            shown = f"[{proxy_host}]" if ":" in proxy_host else proxy_host
-            where = _shorten(f"{shown}:{proxy_port}")
-            reason = _connect_reason(exc, proxy)
-            raise _Failure(
-                f"cannot reach the proxy {where}: {reason}", retryable=not _unknown_host(exc)
-            ) from exc
+            # host coindesk.com" for every feed looks in the wrong place.
+            reason = _connect_reason(exc, f"//{where}")
+            raise _Failure(f"proxy {where}: {reason}", retryable=not _unknown_host(exc)) from exc
         try:
             return await self._through_proxy(connection, parts, budget)
         except BaseException:
@@ -1291,6 +1289,19 @@ def _phrase(status: int) -> str:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return ""
+
+
+def _proxy_address(parts: SplitResult) -> tuple[str, int, str]:
+    """A proxy URL's host and port, and "host:port" as errors show it: never with the
+    credentials the URL may carry."""
+    try:
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError:  # a port that is no number, or out of range
+        raise _Failure("invalid proxy URL: bad port") from None
+    host = parts.hostname
+    if not host:
+        raise _Failure("invalid proxy URL: no host")
+    return host, port, _shorten(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
 
 
 def _connect_reason(exc: BaseException, url: str) -> str:

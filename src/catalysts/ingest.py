@@ -453,7 +453,9 @@ def _out_of_the_collectors_sight() -> Iterator[None]:
     before a fork: the workers inherit them all, and a full collection there -- or here,
     while the workers share these pages -- would walk every one of them and copy each
     page it writes to (35-52 ms in a worker of a 0.4 s run, where one happened). What
-    the run itself leaves as garbage is collected as usual."""
+    the run itself leaves as garbage is collected as usual; what was garbage before it
+    waits for the next full collection. A freeze made before the run is the caller's and
+    is kept; one made by another thread during the run is undone with ours."""
     import gc
 
     if gc.get_freeze_count():  # the application freezes its own: not ours to undo
