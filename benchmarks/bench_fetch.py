@@ -260,12 +260,17 @@ def bench_real(repeat: int) -> bool:
         (f"the shipped watchlist, {len(shipped.items)} items", shipped),
     ):
         cat_best = math.inf
+        cpu_best = [0.0, 0.0]
         stored = 0
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "real.db") as store:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), cpu_seconds()
                 reports = ingest.fetch_feeds(wl, store, now=NOW)
-                cat_best = min(cat_best, time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                reap_workers()  # outside the clock, as above
+                if seconds < cat_best:
+                    cat_best = seconds
+                    cpu_best = [b - a for a, b in zip(cpu, cpu_seconds(), strict=True)]
                 stored = store.entry_count()
         stages = stage_rates(wl, data, files, repeat)
         errors = [r.id for r in reports if r.result == "error"]
@@ -273,6 +278,13 @@ def bench_real(repeat: int) -> bool:
             f"  catalysts ingest with {name} (read, parse, normalise, match, store): "
             f"{stored / cat_best:10.0f} entries/s ({stored} stored, {cat_best:.2f} s, "
             f"{len(errors)} errors)"
+        )
+        # As for the network run: the CPU over the cores bounds the wall time from below.
+        cpus = os.cpu_count() or 1
+        print(
+            f"    CPU of the best run: {cpu_best[0]:.2f} s in this process (rules, store), "
+            f"{cpu_best[1]:.2f} s in the parse workers: >= {sum(cpu_best) / cpus:.2f} s of "
+            f"wall on {cpus} CPUs"
         )
         for stage, rate in stages.items():
             print(f"    stage {stage:<28} {rate:10.0f} entries/s")
