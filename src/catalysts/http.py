@@ -517,7 +517,7 @@ class _Fetcher:
         except h11.RemoteProtocolError as exc:
             raise _Failure(_protocol_reason(exc), retryable=True, url=url) from exc
         except OSError as exc:
-            reason = _connect_reason(exc, url)
+            reason = _connect_reason(exc, urlsplit(url).hostname or url)
             raise _Failure(reason, retryable=not _unknown_host(exc), url=url) from exc
         except _Failure as failure:
             failure.url = failure.url or url
@@ -575,11 +575,13 @@ class _Fetcher:
 
     async def _connect(self, origin: _Origin, budget: _Budget) -> _Connection:
         """A new connection to the origin, direct or through the environment's proxy."""
+        proxy_url = self._proxy(origin.host, origin.https)
+        proxy = _Proxy.of(proxy_url) if proxy_url else None
         connect_timeout = self.options.connect_timeout
         remaining = budget.remaining()
         try:
             return await asyncio.wait_for(
-                self._open(origin, budget), min(connect_timeout, remaining)
+                self._open(origin, proxy, budget), min(connect_timeout, remaining)
             )
         except asyncio.TimeoutError as exc:
             if isinstance(exc, OSError) and exc.errno is not None:
@@ -588,32 +590,28 @@ class _Fetcher:
                 raise
             if remaining < connect_timeout:
                 raise _total_timeout(self.options.total_timeout) from None
-            proxy = self._proxy(origin.host, origin.https)
             # A proxy that drops connections silently is a common outage: name it.
-            through = f", through proxy {_proxy_address(urlsplit(proxy))[2]}" if proxy else ""
+            through = f", through proxy {proxy.where}" if proxy else ""
             raise _Failure(
                 f"timed out after {_secs(connect_timeout)} (connect{through})", retryable=True
             ) from None
 
-    async def _open(self, origin: _Origin, budget: _Budget) -> _Connection:
-        proxy = self._proxy(origin.host, origin.https)
+    async def _open(self, origin: _Origin, proxy: _Proxy | None, budget: _Budget) -> _Connection:
         if proxy is None:
             tls = await self._load_tls() if origin.https else None
             return await self._dial(origin, origin.host, origin.port, tls)
-        parts = urlsplit(proxy)
-        if parts.scheme.lower() not in ("http", "https"):
-            raise _Failure(f"unsupported proxy scheme {_shorten(parts.scheme)}")
-        proxy_tls = await self._load_tls() if parts.scheme.lower() == "https" else None
-        host, port, where = _proxy_address(parts)
+        proxy_tls = await self._load_tls() if proxy.https else None
         try:
-            connection = await self._dial(origin, host, port, proxy_tls)
+            connection = await self._dial(origin, proxy.host, proxy.port, proxy_tls)
         except OSError as exc:
             # The proxy is what failed, not the feed's host: a user who reads "cannot resolve
             # host coindesk.com" for every feed looks in the wrong place.
-            reason = _connect_reason(exc, f"//{where}")
-            raise _Failure(f"proxy {where}: {reason}", retryable=not _unknown_host(exc)) from exc
+            reason = _connect_reason(exc, proxy.host)
+            raise _Failure(
+                f"proxy {proxy.where}: {reason}", retryable=not _unknown_host(exc)
+            ) from exc
         try:
-            return await self._through_proxy(connection, parts, budget)
+            return await self._through_proxy(connection, proxy.parts, budget)
         except BaseException:
             connection.close()
             raise
@@ -1291,25 +1289,40 @@ def _phrase(status: int) -> str:
         return ""
 
 
-def _proxy_address(parts: SplitResult) -> tuple[str, int, str]:
-    """A proxy URL's host and port, and "host:port" as errors show it: never with the
-    credentials the URL may carry."""
-    try:
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    except ValueError:  # a port that is no number, or out of range
-        raise _Failure("invalid proxy URL: bad port") from None
-    host = parts.hostname
-    if not host:
-        raise _Failure("invalid proxy URL: no host")
-    return host, port, _shorten(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+class _Proxy(NamedTuple):
+    """A proxy from the environment, read once per connect."""
+
+    parts: SplitResult  # the whole URL, credentials included: never shown
+    host: str
+    port: int
+    https: bool
+    where: str  # "host:port", as errors show the proxy
+
+    @classmethod
+    def of(cls, url: str) -> _Proxy:
+        """The proxy at `url`; `_Failure` when that is no proxy one can connect to."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise _Failure(f"unsupported proxy scheme {_shorten(parts.scheme)}")
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:  # a port that is no number, or out of range
+            raise _Failure("invalid proxy URL: bad port") from None
+        host = parts.hostname
+        if not host:
+            raise _Failure("invalid proxy URL: no host")
+        where = _shorten(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return cls(parts, host, port, scheme == "https", where)
 
 
-def _connect_reason(exc: BaseException, url: str) -> str:
+def _connect_reason(exc: BaseException, host: str) -> str:
+    """Why connecting to `host` failed, in a user's words."""
     import socket
     import ssl
 
     causes = list(_causes(exc))
-    host = _shorten(urlsplit(url).hostname or url)
+    host = _shorten(host)
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
         return "connection refused"
     if any(isinstance(c, socket.gaierror) for c in causes):
